@@ -1,0 +1,33 @@
+# Two commands set everything up: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# The known-good PyTorch pair; pyproject.toml states the ranges users can satisfy.
+TORCH_PIN := torch==2.14.1 torchvision==0.29.1
+
+.PHONY: install demo test lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(TORCH_PIN)
+	$(PY) -m pip install --quiet -e '.[dev,launchers]'
+	touch $@
+
+demo: install
+	$(VENV)/bin/nodecli train
+
+test: install
+	$(PY) -m pytest
+
+lint: install
+	$(VENV)/bin/ruff check nodecli tests benchmarks
+	$(VENV)/bin/ruff format --check nodecli tests benchmarks
+
+bench: install
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) benchmarks/bench_epoch.py --out benchmarks/RESULTS.md
+
+clean:
+	rm -rf $(VENV) outputs build *.egg-info

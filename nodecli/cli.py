@@ -1,0 +1,198 @@
+"""The `nodecli` command: train / sweep / report, argument handling and exit codes.
+
+Hydra owns composition, output directories and launching. Before handing over, every
+command line is composed once with Hydra's compose API and validated, so a bad
+override becomes one line on stderr and exit code 2 before anything is written.
+
+Exit codes: 0 success, 1 the run failed, 2 bad command line or config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import secrets
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+
+from omegaconf import DictConfig, OmegaConf
+
+from nodecli.config import (
+    Config,
+    ConfigError,
+    all_keys,
+    explain_compose_error,
+    register_schema,
+    unknown_keys,
+    validate,
+)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+USAGE = """usage: nodecli COMMAND [overrides ...]
+
+commands:
+  train   train the Neural ODE MNIST classifier once     nodecli train sensealg=adjoint
+  --help  this message; `nodecli train --help` lists every config group and key
+"""
+
+
+class UsageError(Exception):
+    """A bad command line; the message is one line."""
+
+
+def conf_dir() -> Path:
+    """conf/ ships inside the wheel as nodecli/conf; in a source checkout it is ../conf."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise RuntimeError(f"nodecli's conf/ tree is missing (looked in {here} and {here.parent})")
+
+
+def _register_resolvers() -> None:
+    # A short random suffix keeps two runs started in the same second apart. use_cache
+    # makes Hydra resolve it once per run, so every reference names the same directory.
+    if not OmegaConf.has_resolver("nodecli_uid"):
+        OmegaConf.register_new_resolver("nodecli_uid", lambda: secrets.token_hex(3), use_cache=True)
+
+
+def hydra_arg_parser() -> argparse.ArgumentParser:
+    """Hydra's own argument parser, raising instead of exiting on a bad flag."""
+    from hydra._internal.utils import get_args_parser
+
+    parser = get_args_parser()
+
+    def error(message: str) -> NoReturn:
+        raise UsageError(f"{message} (nodecli train --help lists the options)")
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser
+
+
+def compose_config(overrides: list[str]) -> Config:
+    """Compose conf/ with OVERRIDES and validate it; raise ConfigError with one line."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_schema()
+    _register_resolvers()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides)
+        extra = unknown_keys(cfg)
+        if extra:
+            close = difflib.get_close_matches(extra[0], all_keys(), n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"unknown config key '{extra[0]}'{hint} (nodecli train --help lists every key)"
+            )
+        config = OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except Exception as exc:  # Hydra/OmegaConf raise many types; all are bad input here
+        raise ConfigError(explain_compose_error(exc, conf_dir())) from exc
+    finally:
+        GlobalHydra.instance().clear()
+    assert isinstance(config, Config)
+    validate(config)
+    return config
+
+
+def check_environment(config: Config) -> None:
+    """Checks that need the machine or the disk: the device and the dataset files."""
+    from nodecli.data import DatasetError, dataset_size, ensure_mnist
+    from nodecli.device import resolve_device
+
+    resolve_device(config.device.name)
+    try:
+        if config.dataset.name == "mnist":
+            ensure_mnist(config.dataset.root or "data/mnist", config.dataset.download)
+        size = dataset_size(config.dataset.name, config.dataset.root)
+    except DatasetError as exc:
+        raise ConfigError(str(exc)) from exc
+    if config.data.n is not None and config.data.n > size:
+        raise ConfigError(
+            f"data.n={config.data.n} is larger than the {size} digits of "
+            f"dataset={config.dataset.name}; use data.n <= {size} or data.n=null"
+        )
+
+
+def run_hydra(task: Callable[[DictConfig], int], args: list[str]) -> None:
+    """Run TASK under Hydra's own main (output dirs, .hydra/ files, launchers, --help)."""
+    import hydra
+
+    register_schema()
+    _register_resolvers()
+    main = hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)
+    saved = sys.argv
+    sys.argv = ["nodecli", *args]
+    try:
+        main()
+    finally:
+        sys.argv = saved
+
+
+_exit_codes: list[int] = []
+
+
+def _train_task(cfg: DictConfig) -> int:
+    """What Hydra runs for each job: train into the job's output directory."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from nodecli.train import run_experiment
+
+    hydra_cfg = HydraConfig.get()
+    config = OmegaConf.to_object(cfg)
+    assert isinstance(config, Config)
+    code = run_experiment(
+        config, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task)
+    )
+    _exit_codes.append(code)
+    return code
+
+
+def train_command(args: list[str]) -> int:
+    parsed = hydra_arg_parser().parse_args(args)
+    if parsed.multirun:
+        raise UsageError("train runs one job; use `nodecli sweep` for multirun")
+    informational = parsed.help or parsed.hydra_help or parsed.cfg or parsed.info
+    if not informational:
+        config = compose_config(parsed.overrides)
+        check_environment(config)
+    run_hydra(_train_task, args)
+    return _exit_codes[-1] if _exit_codes else EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {"train": train_command}
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        sys.exit(EXIT_OK if argv else EXIT_USAGE)
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        _fail(f"unknown command '{command}'; valid commands: {', '.join(COMMANDS)}")
+    try:
+        code = COMMANDS[command](rest)
+    except (ConfigError, UsageError) as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        print("nodecli: interrupted", file=sys.stderr)
+        code = 130
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"nodecli: error: {message}", file=sys.stderr)
+    sys.exit(EXIT_USAGE)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

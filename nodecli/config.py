@@ -1,0 +1,236 @@
+"""Structured config schema and validation.
+
+Hydra composes conf/ onto the dataclasses below, so a wrong type or an unknown key is
+rejected while composing; `validate` then checks ranges and cross-field rules. Both
+happen before any work starts, and every failure becomes a `ConfigError` whose message
+is one line saying what is wrong and what is valid.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+
+from hydra.core.config_store import ConfigStore
+
+SENSEALGS = ("direct", "adjoint")
+ADAPTIVE_SOLVERS = ("tsit5", "dopri5", "bosh3", "dopri8")
+FIXED_SOLVERS = ("rk4", "euler", "midpoint")
+SOLVERS = ADAPTIVE_SOLVERS + FIXED_SOLVERS
+DEVICES = ("auto", "cpu", "cuda", "mps")
+LAYER_STYLES = ("module", "functional")
+DATASETS = ("mnist_bundled", "mnist")
+
+
+class ConfigError(ValueError):
+    """A bad command line or config value; the message is one user-facing line."""
+
+
+@dataclass
+class SolverConfig:
+    method: str = "tsit5"
+    rtol: float = 1e-3
+    atol: float = 1e-3
+    step_size: float | None = None
+    max_steps: int = 10_000
+
+
+@dataclass
+class SensealgConfig:
+    name: str = "direct"
+    seminorm: bool = False
+    adjoint_rtol: float | None = None
+    adjoint_atol: float | None = None
+
+
+@dataclass
+class DeviceConfig:
+    name: str = "auto"
+    threads: int | None = 1
+
+
+@dataclass
+class LayerStyleConfig:
+    name: str = "module"
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "mnist_bundled"
+    root: str | None = None
+    download: bool = False
+
+
+@dataclass
+class DataConfig:
+    n: int | None = 1500
+    split: float = 0.9
+
+
+@dataclass
+class ModelConfig:
+    latent: int = 20
+    hidden: int = 10
+    t1: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 9
+    batch_size: int = 128
+    lr: float = 1e-3
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    resume: str | None = None
+    solver: SolverConfig = field(default_factory=SolverConfig)
+    sensealg: SensealgConfig = field(default_factory=SensealgConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    layer_style: LayerStyleConfig = field(default_factory=LayerStyleConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def register_schema() -> None:
+    """Make the schema available to conf/config.yaml's defaults list as `nodecli_schema`."""
+    ConfigStore.instance().store(name="nodecli_schema", node=Config)
+
+
+def _positive(name: str, value: float | int | None, kind: str = "number") -> None:
+    if value is not None and not value > 0:
+        raise ConfigError(f"{name}={value} is out of range: it must be a positive {kind}")
+
+
+def _choice(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ConfigError(f"{name}={value} is not valid; valid: {', '.join(valid)}")
+
+
+def validate(cfg: Config) -> None:
+    """Check ranges and cross-field rules that types alone cannot express."""
+    _choice("solver.method", cfg.solver.method, SOLVERS)
+    _choice("sensealg.name", cfg.sensealg.name, SENSEALGS)
+    _choice("device.name", cfg.device.name, DEVICES)
+    _choice("layer_style.name", cfg.layer_style.name, LAYER_STYLES)
+    _choice("dataset.name", cfg.dataset.name, DATASETS)
+    _positive("solver.rtol", cfg.solver.rtol)
+    _positive("solver.atol", cfg.solver.atol)
+    _positive("solver.step_size", cfg.solver.step_size)
+    _positive("solver.max_steps", cfg.solver.max_steps, "integer")
+    _positive("sensealg.adjoint_rtol", cfg.sensealg.adjoint_rtol)
+    _positive("sensealg.adjoint_atol", cfg.sensealg.adjoint_atol)
+    if cfg.solver.method in FIXED_SOLVERS and cfg.solver.step_size is None:
+        raise ConfigError(
+            f"solver={cfg.solver.method} is a fixed-step method and needs solver.step_size "
+            "(for example solver.step_size=0.1)"
+        )
+    _positive("device.threads", cfg.device.threads, "integer")
+    _positive("train.epochs", cfg.train.epochs, "integer")
+    _positive("train.batch_size", cfg.train.batch_size, "integer")
+    _positive("train.lr", cfg.train.lr)
+    _positive("model.latent", cfg.model.latent, "integer")
+    _positive("model.hidden", cfg.model.hidden, "integer")
+    _positive("model.t1", cfg.model.t1)
+    if not 0.0 < cfg.data.split < 1.0:
+        raise ConfigError(f"data.split={cfg.data.split} is out of range: it must be in (0, 1)")
+    if cfg.data.n is not None and cfg.data.n < 2:
+        raise ConfigError(f"data.n={cfg.data.n} is out of range: it must be at least 2 (or null)")
+    if cfg.seed < 0:
+        raise ConfigError(f"seed={cfg.seed} is out of range: it must be >= 0")
+
+
+def unknown_keys(cfg: object, schema: type = Config, prefix: str = "") -> list[str]:
+    """Keys in a composed config that the schema does not define (e.g. added with +key=)."""
+    from omegaconf import DictConfig
+
+    known = {f.name: f for f in fields(schema)}
+    found: list[str] = []
+    assert isinstance(cfg, DictConfig)
+    for key in cfg.keys():
+        name = f"{prefix}{key}"
+        if key not in known:
+            found.append(name)
+            continue
+        f = known[key]
+        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+        if is_dataclass(default) and isinstance(cfg[key], DictConfig):
+            found.extend(unknown_keys(cfg[key], type(default), f"{name}."))
+    return found
+
+
+def all_keys(schema: type = Config, prefix: str = "") -> list[str]:
+    """Every dotted key of the schema, for 'did you mean' suggestions."""
+    keys: list[str] = []
+    for f in fields(schema):
+        name = f"{prefix}{f.name}"
+        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+        if is_dataclass(default):
+            keys.extend(all_keys(type(default), f"{name}."))
+        else:
+            keys.append(name)
+    return keys
+
+
+def group_options(conf_dir: Path) -> dict[str, list[str]]:
+    """The options of each config group, read from the conf/ tree."""
+    return {
+        group.name: sorted(p.stem for p in group.glob("*.yaml"))
+        for group in sorted(conf_dir.iterdir())
+        if group.is_dir() and not group.name.startswith("_")
+    }
+
+
+def explain_compose_error(exc: Exception, conf_dir: Path) -> str:
+    """Turn a Hydra/OmegaConf compose error into one line naming what is valid."""
+    # Hydra wraps the informative OmegaConf error; read the whole chain.
+    parts, cause = [], exc
+    while cause is not None:
+        parts.append(str(cause))
+        cause = cause.__cause__ or cause.__context__
+    text = "\n".join(parts)
+    groups = group_options(conf_dir)
+    no_value = re.search(r"Error parsing override '([^'=]+)'\s+missing EQUAL", text)
+    if no_value:
+        key = no_value.group(1)
+        if key in groups:
+            return f"'{key}' needs an option: {key}=OPTION with OPTION one of " + ", ".join(
+                groups[key]
+            )
+        return f"override '{key}' has no value; write it as {key}=VALUE"
+    missing = re.search(r"Could not find '([\w/]+)/([^']*)'", text)
+    if missing and missing.group(1) in groups:
+        group, option = missing.groups()
+        return f"{group}={option} is not an option; valid {group} options: " + ", ".join(
+            groups[group]
+        )
+    unknown = re.search(r"Could not override '([^']+)'", text) or re.search(
+        r"Key '[^']+' is not in struct\s+full_key: (\S+)", text
+    )
+    if unknown:
+        key = unknown.group(1)
+        if key.split(".")[0] in groups and "." not in key:
+            return f"'{key}' is a config group; choose one of: " + ", ".join(groups[key])
+        close = difflib.get_close_matches(key, all_keys(), n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return f"unknown config key '{key}'{hint} (nodecli train --help lists every key)"
+    convert = re.search(
+        r"Value '([^']*)'(?: of type '\w+')? could not be converted to (\w+)\s+full_key: (\S+)",
+        text,
+    )
+    if convert:
+        value, kind, key = convert.groups()
+        return f"{key}={value} is not a valid {kind.lower()}"
+    bad_bool = re.search(r"Value '([^']*)' is not a valid bool.*?full_key: (\S+)", text, re.S)
+    if bad_bool:
+        value, key = bad_bool.groups()
+        return f"{key}={value} is not a valid boolean; use true or false"
+    if "mismatched input" in text or "no viable alternative" in text or "extraneous" in text:
+        return f"malformed override: {text.splitlines()[0]} (expected key=value or group=option)"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), repr(exc))
+    return first

@@ -1,0 +1,61 @@
+"""The classifier around the ODE block: Flatten → Dense(784→20, tanh) → ODE → Dense(20→10)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from nodecli.ode.sensitivity import CountingField, SolveSpec, solve
+from nodecli.ode.vector_field import VectorField
+
+
+class ODEBlock(nn.Module):
+    """Integrates dy/dt = f(y) from 0 to t1 and returns only the final state."""
+
+    def __init__(self, field: VectorField, spec: SolveSpec, t1: float = 1.0) -> None:
+        super().__init__()
+        self.field = field
+        self.spec = spec
+        self.t1 = t1
+        self.counter = CountingField(field.func())
+
+    @property
+    def nfe(self) -> int:
+        """Vector-field evaluations so far, forward and backward together."""
+        return self.counter.total
+
+    def forward(self, y0: Tensor) -> Tensor:
+        return solve(self.counter, y0, list(self.field.parameters()), 0.0, self.t1, self.spec)
+
+
+class NeuralODEClassifier(nn.Module):
+    """The reference model; Glorot-uniform weights and zero biases (Lux's defaults)."""
+
+    def __init__(self, ode: ODEBlock, latent: int = 20, n_pixels: int = 784, n_classes: int = 10):
+        super().__init__()
+        self.encoder = nn.Linear(n_pixels, latent)
+        self.ode = ode
+        self.head = nn.Linear(latent, n_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = torch.tanh(self.encoder(x.flatten(1)))
+        return self.head(self.ode(h))
+
+
+def glorot_init_(model: nn.Module) -> None:
+    """Glorot-uniform weights, zero biases, in a fixed parameter order (same for all styles)."""
+    for name, p in model.named_parameters():
+        if p.dim() >= 2:
+            nn.init.xavier_uniform_(p)
+        elif name.endswith("bias") or p.dim() == 1:
+            nn.init.zeros_(p)
+
+
+def build_model(
+    style: str, spec: SolveSpec, latent: int = 20, hidden: int = 10, t1: float = 1.0
+) -> NeuralODEClassifier:
+    """Build and initialise the classifier; call torch.manual_seed first for reproducibility."""
+    field = VectorField(style, latent, hidden)
+    model = NeuralODEClassifier(ODEBlock(field, spec, t1), latent)
+    glorot_init_(model)
+    return model

@@ -1,0 +1,68 @@
+"""Vector-field styles: how dy/dt = MLP(y) is written.
+
+`module` keeps the parameters inside an nn.Module (Lux's NeuralODE container layer);
+`functional` is a stateless function whose parameters are passed explicitly (Lux's
+explicit-parameter style). Both are built from the same initialised module, so for the
+same seed they hold the same numbers and compute the same trajectory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class MLPVectorField(nn.Module):
+    """dy/dt = tanh(W3 tanh(W2 tanh(W1 y + b1) + b2) + b3), autonomous in t."""
+
+    def __init__(self, latent: int = 20, hidden: int = 10) -> None:
+        super().__init__()
+        self.l1 = nn.Linear(latent, hidden)
+        self.l2 = nn.Linear(hidden, hidden)
+        self.l3 = nn.Linear(hidden, latent)
+
+    def forward(self, t: float | Tensor, y: Tensor) -> Tensor:
+        return torch.tanh(self.l3(torch.tanh(self.l2(torch.tanh(self.l1(y))))))
+
+
+def mlp_vector_field(params: Sequence[Tensor], t: float | Tensor, y: Tensor) -> Tensor:
+    """The same MLP as a pure function of (W1, b1, W2, b2, W3, b3)."""
+    w1, b1, w2, b2, w3, b3 = params
+    return torch.tanh(
+        F.linear(torch.tanh(F.linear(torch.tanh(F.linear(y, w1, b1)), w2, b2)), w3, b3)
+    )
+
+
+class VectorField(nn.Module):
+    """A vector field in one of the layer styles, exposing `f(t, y)` and its parameters.
+
+    Sensitivity methods need both: `f` to integrate and the parameter list to build
+    vector-Jacobian products against.
+    """
+
+    def __init__(self, style: str, latent: int, hidden: int) -> None:
+        super().__init__()
+        self.style = style
+        mlp = MLPVectorField(latent, hidden)
+        if style == "module":
+            self.mlp = mlp
+        elif style == "functional":
+            # Only the tensors are kept; the computation is the free function above.
+            self.params = nn.ParameterList(
+                [mlp.l1.weight, mlp.l1.bias, mlp.l2.weight, mlp.l2.bias, mlp.l3.weight, mlp.l3.bias]
+            )
+        else:
+            raise ValueError(f"unknown layer_style {style!r}; valid: module, functional")
+
+    def func(self) -> Callable[[float | Tensor, Tensor], Tensor]:
+        """The callable f(t, y) to integrate."""
+        if self.style == "module":
+            return self.mlp
+        params = list(self.params)
+        return lambda t, y: mlp_vector_field(params, t, y)
+
+    def forward(self, t: float | Tensor, y: Tensor) -> Tensor:
+        return self.func()(t, y)

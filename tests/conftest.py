@@ -1,0 +1,51 @@
+"""Shared helpers: run the `nodecli` command as a user would, in a scratch directory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY = ["train.epochs=1", "data.n=200", "train.batch_size=64"]
+
+
+def nodecli_command() -> list[str]:
+    script = Path(sys.executable).with_name("nodecli")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("nodecli")
+    return [found] if found else [sys.executable, "-m", "nodecli.cli"]
+
+
+def run_cli(
+    args: list[str], cwd: Path, timeout: float = 300, **kwargs
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    env.update(kwargs.pop("env", {}))
+    return subprocess.run(
+        [*nodecli_command(), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.glob("outputs/runs/*/*/run.json"))
+
+
+@pytest.fixture
+def cli(tmp_path: Path):
+    """Call as cli('train', 'seed=1') → CompletedProcess, run inside tmp_path."""
+
+    def call(*args: str, **kwargs) -> subprocess.CompletedProcess:
+        return run_cli(list(args), tmp_path, **kwargs)
+
+    return call

@@ -1,0 +1,74 @@
+"""A non-editable install ships conf/ inside the wheel and runs from any directory."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import sysconfig
+import venv
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_wheel_ships_conf_and_runs_from_elsewhere(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            str(wheels),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
+    (wheel,) = wheels.glob("nodecli-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "nodecli/conf/config.yaml" in names and "nodecli/conf/sensealg/adjoint.yaml" in names
+
+    # A fresh venv that borrows the heavy dependencies (torch, hydra …) from this one
+    # through a .pth file, so the test needs no network and installs in seconds.
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    py = env_dir / "bin" / "python"
+    site = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    Path(site, "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run(
+        [str(py), "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)],
+        check=True,
+        capture_output=True,
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run(
+        [str(env_dir / "bin" / "nodecli"), "train", "train.epochs=1", "data.n=100"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "[1/1]" in result.stdout
+    assert list(elsewhere.glob("outputs/runs/*/*/run.json"))
+    located = subprocess.run(
+        [str(py), "-c", "import nodecli.cli as c; print(c.conf_dir())"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert located.startswith(site)

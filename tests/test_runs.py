@@ -1,0 +1,80 @@
+"""The run record: round-trips, atomic writes, resume-friendly appends."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from nodecli.runs import (
+    METRIC_COLUMNS,
+    RunRecord,
+    atomic_write_text,
+    read_metrics_rows,
+    read_run_json,
+)
+
+
+def row(epoch: int) -> dict:
+    return {
+        "epoch": epoch,
+        "train_time_s": 0.1 * epoch,
+        "train_loss": 1.0 / epoch,
+        "train_acc": 50.0 + epoch,
+        "test_acc": 40.0 + epoch,
+        "nfe_forward": 154,
+        "nfe_backward": 143,
+        "peak_memory_bytes": float("nan"),
+    }
+
+
+def test_record_round_trip(tmp_path: Path) -> None:
+    record = RunRecord(tmp_path / "run")
+    record.start("cpu", 1, ["seed=3"])
+    assert read_run_json(record.run_dir)["status"] == "running"
+    for epoch in (1, 2):
+        record.append_epoch(row(epoch))
+    record.finish("completed")
+    info = read_run_json(record.run_dir)
+    assert info["status"] == "completed" and info["epochs_completed"] == 2
+    assert info["overrides"] == ["seed=3"] and info["ended_at"] >= info["started_at"]
+    table = pd.read_csv(record.metrics_path)
+    assert tuple(table.columns) == METRIC_COLUMNS
+    assert table["epoch"].tolist() == [1, 2]
+    assert table["train_loss"].tolist() == [1.0, 0.5]
+
+
+def test_resumed_record_keeps_rows_and_start_time(tmp_path: Path) -> None:
+    first = RunRecord(tmp_path)
+    first.start("cpu", 1, [])
+    first.append_epoch(row(1))
+    started = read_run_json(tmp_path)["started_at"]
+    second = RunRecord(tmp_path)
+    second.start("cpu", 1, [], resumed=True)
+    second.append_epoch(row(2))
+    assert [r["epoch"] for r in read_metrics_rows(tmp_path)] == ["1", "2"]
+    info = read_run_json(tmp_path)
+    assert info["started_at"] == started and len(info["resumed_at"]) == 1
+
+
+def test_atomic_write_leaves_old_file_when_write_fails(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "run.json"
+    atomic_write_text(target, json.dumps({"status": "running"}))
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("os.replace", broken_replace)
+    with pytest.raises(OSError):
+        atomic_write_text(target, "{half")
+    assert json.loads(target.read_text()) == {"status": "running"}
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]  # no temp file left
+
+
+def test_unknown_status_is_refused(tmp_path: Path) -> None:
+    record = RunRecord(tmp_path)
+    record.start("cpu", 1, [])
+    with pytest.raises(ValueError):
+        record.finish("exploded")
