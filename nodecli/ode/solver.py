@@ -1,0 +1,399 @@
+"""A lean explicit Runge–Kutta integrator for small neural ODEs.
+
+The reference model is a (128, 20) state pushed through a 3-layer tanh MLP: every tensor
+op costs microseconds of framework overhead and almost nothing in FLOPs. So this solver
+
+* keeps times and step sizes as Python floats (no 0-d tensors, no device syncs except the
+  one `float()` of the error norm per step),
+* folds h·a_ij into scalar `alpha=` arguments of precomputed per-tableau coefficient lists
+  (no tableau tensors cast per step) and skips zero coefficients,
+* builds stage inputs with in-place accumulation on fresh temporaries,
+* computes the error norm and the step-size control under `torch.no_grad()`.
+
+Backpropagating through `integrate` differentiates the discrete computation with the
+accepted step sizes as constants ("discretise then optimise", as in diffrax): the
+controller's decisions carry no gradient.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+
+import torch
+from torch import Tensor
+
+from nodecli.ode.tableaus import ADAPTIVE_METHODS, FIXED_METHODS, TABLEAUS, ButcherTableau
+
+__all__ = ["Solution", "SolverError", "integrate"]
+
+VectorField = Callable[[float, Tensor], Tensor]
+Norm = Callable[[Tensor], Tensor]
+
+# Step-size controller constants, as torchdiffeq's RKAdaptiveStepsizeODESolver.
+_SAFETY = 0.9
+_IFACTOR = 10.0
+_DFACTOR = 0.2
+_EPS = sys.float_info.epsilon
+
+
+class SolverError(RuntimeError):
+    """The solve cannot finish with the current settings; the message says which to change."""
+
+
+@dataclass
+class Solution:
+    """Result of `integrate`; trajectory fields are filled only with `record=True`."""
+
+    y1: Tensor
+    ts: list[float] = field(default_factory=list)
+    ys: list[Tensor] = field(default_factory=list)
+    ks: list[list[Tensor]] = field(default_factory=list)
+    hs: list[float] = field(default_factory=list)
+    nfe: int = 0
+    n_steps: int = 0
+    n_rejected: int = 0
+
+
+Terms = tuple[tuple[int, float], ...]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """A tableau preprocessed once into the (stage index, coefficient) pairs a step needs."""
+
+    tableau: ButcherTableau
+    stages: tuple[tuple[float, Terms], ...]  # (c_i, nonzero a_ij) for stages i >= 1
+    b: Terms
+    b_err: Terms
+    inv_order: float
+
+
+@cache
+def _plan(method: str) -> _Plan:
+    tab = TABLEAUS[method]
+
+    def nonzero(row: tuple[float, ...]) -> Terms:
+        return tuple((j, x) for j, x in enumerate(row) if x != 0.0)
+
+    return _Plan(
+        tableau=tab,
+        stages=tuple((tab.c[i], nonzero(tab.a[i])) for i in range(1, tab.n_stages)),
+        b=nonzero(tab.b),
+        b_err=nonzero(tab.b_err) if tab.b_err is not None else (),
+        inv_order=1.0 / tab.order,
+    )
+
+
+def _lincomb(y: Tensor, ks: list[Tensor], terms: Terms, h: float) -> Tensor:
+    """y + h Σ a_j k_j over the given nonzero terms.
+
+    Chained `add` with a scalar alpha measured faster than stacking the stages into one
+    matmul (torch.stack + addmm) or a custom autograd.Function for the reference (128, 20)
+    float32 state on one CPU thread, forward + backward (≈2.5 vs 2.6 ms per solve). The
+    first add allocates a fresh tensor; accumulating in place into it is autograd-safe
+    because `add` saves no inputs for its backward.
+    """
+    if not terms:
+        return y
+    j, a = terms[0]
+    out = torch.add(y, ks[j], alpha=h * a)
+    for j, a in terms[1:]:
+        out.add_(ks[j], alpha=h * a)
+    return out
+
+
+def _rms_norm(x: Tensor) -> Tensor:
+    """Root mean square over all elements (torchdiffeq's default norm)."""
+    return torch.linalg.vector_norm(x) / math.sqrt(x.numel())
+
+
+def _select_initial_step(
+    f: VectorField,
+    t0: float,
+    y0: Tensor,
+    f0: Tensor,
+    direction: float,
+    order: int,
+    rtol: float,
+    atol: float,
+    norm: Norm,
+) -> float:
+    """Initial |h| by Hairer, Nørsett & Wanner, Solving ODEs I, Sec. II.4 (as torchdiffeq).
+
+    `order` is the method order; torchdiffeq passes order-1 and raises to 1/(order-1+1).
+    Costs one vector-field evaluation; runs without grad (step sizes are constants).
+    """
+    with torch.no_grad():
+        scale = y0.abs().mul_(rtol).add_(atol)
+        d0 = float(norm(y0 / scale))
+        d1 = float(norm(f0 / scale))
+        h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
+        y1 = torch.add(y0, f0, alpha=direction * h0)
+        f1 = f(t0 + direction * h0, y1)
+        d2 = float(norm((f1 - f0) / scale)) / h0
+    if d1 <= 1e-15 and d2 <= 1e-15:
+        h1 = max(1e-6, h0 * 1e-3)
+    else:
+        h1 = (0.01 / max(d1, d2)) ** (1.0 / order)
+    return min(100.0 * h0, h1)
+
+
+def integrate(
+    f: VectorField,
+    y0: Tensor,
+    t0: float,
+    t1: float,
+    *,
+    method: str = "tsit5",
+    rtol: float = 1e-3,
+    atol: float = 1e-3,
+    step_size: float | None = None,
+    max_steps: int = 10_000,
+    first_step: float | None = None,
+    record: bool = False,
+    record_stages: bool = False,
+    norm: Norm | None = None,
+) -> Solution:
+    """Solve dy/dt = f(t, y), y(t0) = y0, up to t1 (t1 < t0 integrates backwards).
+
+    Adaptive methods control the local error with `rtol`/`atol` unless `step_size` is
+    given; fixed-only methods (rk4, euler, midpoint) require `step_size`. `max_steps`
+    bounds the attempted steps (accepted + rejected). `norm` maps the scaled error
+    err / (atol + rtol·max(|y0|, |y1|)) to a scalar (default: RMS over all elements).
+    `record` keeps the accepted-step grid, states and step sizes; `record_stages` also
+    keeps each step's stages for `tableaus.interpolate`.
+    """
+    if method not in TABLEAUS:
+        raise ValueError(
+            f"unknown solver.method {method!r}; adaptive: {', '.join(ADAPTIVE_METHODS)}; "
+            f"fixed-step: {', '.join(FIXED_METHODS)}"
+        )
+    if max_steps < 1:
+        raise ValueError(f"solver.max_steps must be >= 1, got {max_steps}")
+    t0, t1 = float(t0), float(t1)
+    plan = _plan(method)
+    if step_size is not None:
+        if not step_size > 0.0 or not math.isfinite(step_size):
+            raise ValueError(f"solver.step_size must be a positive number, got {step_size}")
+        return _integrate_fixed(
+            f, y0, t0, t1, plan, float(step_size), max_steps, record, record_stages
+        )
+    if not plan.tableau.adaptive:
+        raise ValueError(
+            f"solver.method={method!r} is fixed-step only: set solver.step_size, or use an "
+            f"adaptive method ({', '.join(ADAPTIVE_METHODS)})"
+        )
+    if not (rtol >= 0.0 and atol >= 0.0 and rtol + atol > 0.0):
+        raise ValueError(f"solver.rtol/atol must be >= 0 and not both 0, got {rtol}, {atol}")
+    return _integrate_adaptive(
+        f,
+        y0,
+        t0,
+        t1,
+        plan,
+        float(rtol),
+        float(atol),
+        max_steps,
+        first_step,
+        record,
+        record_stages,
+        norm,
+    )
+
+
+def _integrate_fixed(
+    f: VectorField,
+    y0: Tensor,
+    t0: float,
+    t1: float,
+    plan: _Plan,
+    step_size: float,
+    max_steps: int,
+    record: bool,
+    record_stages: bool,
+) -> Solution:
+    """Constant steps of `step_size`; the last one ends exactly on t1."""
+    sol = Solution(y1=y0)
+    span = t1 - t0
+    if span == 0.0:
+        return _finish(sol, y0, t0, record)
+    # The 1e-9 slack stops rounding (e.g. 1/0.1 = 10.000000000000002) adding a sliver step.
+    n = max(1, math.ceil(abs(span) / step_size * (1.0 - 1e-9)))
+    if n > max_steps:
+        raise SolverError(
+            f"fixed step {step_size:g} needs {n} steps over [{t0:g}, {t1:g}], more than "
+            f"solver.max_steps={max_steps}: raise solver.max_steps or solver.step_size"
+        )
+    h_signed = math.copysign(step_size, span)
+    tab = plan.tableau
+    # An FSAL method's last stage only seeds the next step, so unless the caller wants the
+    # stages, compute y1 from b directly and evaluate f(t1, y1) lazily: saves one NFE.
+    stages = plan.stages if (record_stages or not tab.fsal) else plan.stages[:-1]
+    use_last_stage_as_y1 = tab.fsal and record_stages
+    y, t = y0, t0
+    f0: Tensor | None = None
+    for i in range(n):
+        t_next = t1 if i == n - 1 else t0 + (i + 1) * h_signed
+        h = t_next - t
+        if f0 is None:
+            f0 = f(t, y)
+            sol.nfe += 1
+        ks = [f0]
+        yi = y
+        for c, terms in stages:
+            yi = _lincomb(y, ks, terms, h)
+            ks.append(f(t_next if c == 1.0 else t + c * h, yi))
+        sol.nfe += len(stages)
+        y1 = yi if use_last_stage_as_y1 else _lincomb(y, ks, plan.b, h)
+        f0 = ks[-1] if use_last_stage_as_y1 else None
+        if record:
+            sol.ts.append(t)
+            sol.ys.append(y)
+            sol.hs.append(h)
+            if record_stages:
+                sol.ks.append(ks)
+        y, t = y1, t_next
+        sol.n_steps += 1
+    return _finish(sol, y, t1, record)
+
+
+def _integrate_adaptive(
+    f: VectorField,
+    y0: Tensor,
+    t0: float,
+    t1: float,
+    plan: _Plan,
+    rtol: float,
+    atol: float,
+    max_steps: int,
+    first_step: float | None,
+    record: bool,
+    record_stages: bool,
+    norm: Norm | None,
+) -> Solution:
+    """Embedded-pair error control with torchdiffeq's controller; last step clipped to t1."""
+    sol = Solution(y1=y0)
+    if t1 == t0:
+        return _finish(sol, y0, t0, record)
+    tab = plan.tableau
+    direction = 1.0 if t1 > t0 else -1.0
+    numel = y0.numel()
+    inv_sqrt_n = 1.0 / math.sqrt(numel) if numel else 0.0
+    norm_fn = norm if norm is not None else _rms_norm
+
+    f_start = f(t0, y0)
+    sol.nfe += 1
+    if first_step is None:
+        h_abs = _select_initial_step(
+            f, t0, y0, f_start.detach(), direction, tab.order, rtol, atol, norm_fn
+        )
+        sol.nfe += 1
+    else:
+        h_abs = abs(float(first_step))
+        if h_abs == 0.0 or not math.isfinite(h_abs):
+            raise ValueError(f"solver.first_step must be nonzero and finite, got {first_step}")
+
+    with torch.no_grad():
+        abs_y = y0.abs()  # |y| of the current state, reused by the next error tolerance
+    y, t = y0, t0
+    f0: Tensor | None = f_start
+    attempts = 0
+    nonfinite = not math.isfinite(h_abs)  # e.g. a NaN state fed to the initial-step probe
+    if nonfinite:
+        h_abs = 1e-6  # let the loop reject its way to a SolverError rather than hang on NaN
+    while direction * (t1 - t) > 0.0:
+        hint = (
+            " (the error estimate was non-finite: the state may have diverged)" if nonfinite else ""
+        )
+        if attempts >= max_steps:
+            raise SolverError(
+                f"{_method_label(plan)} exceeded solver.max_steps={max_steps} at t={t:.6g} "
+                f"(accepted {sol.n_steps}, rejected {sol.n_rejected}){hint}: raise "
+                "solver.max_steps, loosen solver.rtol/atol, or use a fixed-step method "
+                "(solver.step_size)"
+            )
+        h = direction * h_abs
+        t_next = t + h
+        if direction * (t1 - t_next) <= 1e-10 * h_abs:
+            # Clip the final step to land exactly on t1 (no overshoot + interpolation as in
+            # torchdiffeq); also stretch a step that would leave only a rounding-size sliver.
+            h, t_next = t1 - t, t1
+        elif t_next == t or h_abs < 4.0 * _EPS * abs(t):
+            raise SolverError(
+                f"{_method_label(plan)} step size underflow (h={h:.3g}) at t={t:.6g}{hint}: "
+                "the ODE may be stiff or diverging; loosen solver.rtol/atol or use a "
+                "fixed-step method (solver.step_size)"
+            )
+        if f0 is None:  # only for non-FSAL tableaus
+            f0 = f(t, y)
+            sol.nfe += 1
+        ks = [f0]
+        yi = y
+        for c, terms in plan.stages:
+            yi = _lincomb(y, ks, terms, h)
+            ks.append(f(t_next if c == 1.0 else t + c * h, yi))
+        sol.nfe += len(plan.stages)
+        y1 = yi if tab.fsal else _lincomb(y, ks, plan.b, h)
+        attempts += 1
+
+        with torch.no_grad():
+            err = _lincomb_zero(ks, plan.b_err, h)
+            abs_y1 = y1.abs()
+            tol = torch.maximum(abs_y, abs_y1).mul_(rtol).add_(atol)
+            err.div_(tol)
+            if norm is None:
+                ratio = float(torch.linalg.vector_norm(err)) * inv_sqrt_n
+            else:
+                ratio = float(norm(err))
+
+        if ratio <= 1.0:
+            if record:
+                sol.ts.append(t)
+                sol.ys.append(y)
+                sol.hs.append(h)
+                if record_stages:
+                    sol.ks.append(ks)
+            y, t, abs_y = y1, t_next, abs_y1
+            f0 = ks[-1] if tab.fsal else None
+            sol.n_steps += 1
+        else:
+            sol.n_rejected += 1
+
+        # Next |h| (torchdiffeq's _optimal_step_size): never shrink after an accepted step.
+        if ratio == 0.0:
+            factor = _IFACTOR
+        elif math.isfinite(ratio):
+            floor = 1.0 if ratio < 1.0 else _DFACTOR
+            factor = min(_IFACTOR, max(_SAFETY * ratio**-plan.inv_order, floor))
+        else:
+            # NaN/inf error: shrink hard; the caller owns NaN handling, we only terminate.
+            nonfinite = True
+            factor = _DFACTOR
+        h_abs = abs(h) * factor
+    return _finish(sol, y, t1, record)
+
+
+def _lincomb_zero(ks: list[Tensor], terms: Terms, h: float) -> Tensor:
+    """h Σ e_j k_j (no base term), for the error estimate; callers hold no_grad."""
+    j, e = terms[0]
+    out = torch.mul(ks[j], h * e)
+    for j, e in terms[1:]:
+        out.add_(ks[j], alpha=h * e)
+    return out
+
+
+def _finish(sol: Solution, y: Tensor, t: float, record: bool) -> Solution:
+    sol.y1 = y
+    if record:
+        sol.ts.append(t)
+        sol.ys.append(y)
+    return sol
+
+
+def _method_label(plan: _Plan) -> str:
+    """'solver.method=<name>' for error messages."""
+    return f"solver.method={plan.tableau.name!r}"
