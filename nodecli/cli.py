@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import os
+import re
 import secrets
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +31,7 @@ from nodecli.config import (
     unknown_keys,
     validate,
 )
+from nodecli.runs import RUN_FILE, read_run_json
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -152,7 +156,61 @@ def _train_task(cfg: DictConfig) -> int:
         config, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task)
     )
     _exit_codes.append(code)
+    if code >= 128:  # stopped by a signal: stop the whole command, sweeps included
+        raise SystemExit(code)
     return code
+
+
+def _override_value(value: str) -> str:
+    """Quote a value for Hydra's override grammar when it holds special characters."""
+    if re.fullmatch(r"[\w./~+-]+", value):
+        return value
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def resume_overrides(target: str, extra: list[str]) -> list[str]:
+    """The overrides that continue the run in TARGET: its own, plus train.epochs if given.
+
+    The run's directory, config and record are reused, so resume refuses anything that
+    would silently change the experiment half-way.
+    """
+    run_dir = Path(target).expanduser().resolve()
+    hint = "give a run folder such as outputs/runs/<date>/<time>-<id>"
+    if not run_dir.is_dir():
+        raise ConfigError(f"resume={target}: no such directory; {hint}")
+    saved_path = run_dir / ".hydra" / "overrides.yaml"
+    if not (run_dir / RUN_FILE).is_file() or not saved_path.is_file():
+        raise ConfigError(
+            f"resume={target} is not a run directory (no run.json or .hydra/); {hint}"
+        )
+    try:
+        info = read_run_json(run_dir)
+        saved = [str(o) for o in OmegaConf.to_container(OmegaConf.load(saved_path))]
+    except Exception as exc:  # unreadable JSON/YAML: say which file, not how it broke
+        raise ConfigError(f"resume={target}: the run record is unreadable ({exc})") from exc
+    if info.get("status") == "running" and _alive(info.get("pid"), info.get("host")):
+        raise ConfigError(f"resume={target}: that run is still running (pid {info['pid']})")
+    keys = {o.split("=", 1)[0].lstrip("+~") for o in extra}
+    if keys - {"train.epochs"}:
+        raise ConfigError(
+            "resume continues a run with its own config; only train.epochs=N may be given "
+            f"with it (got {', '.join(sorted(keys - {'train.epochs'}))})"
+        )
+    kept = [o for o in saved if not o.startswith("resume=") and o.split("=", 1)[0] not in keys]
+    return [*kept, *extra, f"resume={_override_value(str(run_dir))}"]
+
+
+def _alive(pid: object, host: object) -> bool:
+    """True if PID is a live process on this host (a record from elsewhere counts as dead)."""
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def train_command(args: list[str]) -> int:
@@ -160,11 +218,27 @@ def train_command(args: list[str]) -> int:
     if parsed.multirun:
         raise UsageError("train runs one job; use `nodecli sweep` for multirun")
     informational = parsed.help or parsed.hydra_help or parsed.cfg or parsed.info
-    if not informational:
+    resume = [o for o in parsed.overrides if o.startswith("resume=")]
+    if resume and not informational:
+        target = resume[-1].split("=", 1)[1]
+        overrides = resume_overrides(target, [o for o in parsed.overrides if o not in resume])
+        config = compose_config(overrides)
+        if config.resume and config.train.epochs <= _finished_epochs(Path(config.resume)):
+            raise ConfigError(
+                f"resume={target}: all {config.train.epochs} epochs are finished; "
+                "add train.epochs=N with a larger N to train further"
+            )
+        check_environment(config)
+        args = [*overrides, f"hydra.run.dir={_override_value(config.resume or '')}"]
+    elif not informational:
         config = compose_config(parsed.overrides)
         check_environment(config)
     run_hydra(_train_task, args)
     return _exit_codes[-1] if _exit_codes else EXIT_OK
+
+
+def _finished_epochs(run_dir: Path) -> int:
+    return int(read_run_json(run_dir).get("epochs_completed", 0))
 
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {"train": train_command}

@@ -16,6 +16,7 @@ import platform
 import socket
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +38,9 @@ METRIC_COLUMNS = (
 )
 
 STATUSES = ("running", "completed", "failed", "interrupted")
+# A running record refreshes heartbeat_at at least this often (and after every epoch);
+# the report treats a "running" record whose heartbeat is much older as dead.
+HEARTBEAT_INTERVAL_S = 30.0
 
 
 def now_iso() -> str:
@@ -84,6 +88,7 @@ class RunRecord:
     run_dir: Path
     info: dict[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
+    _last_beat: float = field(default=0.0, repr=False)
 
     @property
     def metrics_path(self) -> Path:
@@ -133,12 +138,26 @@ class RunRecord:
     def heartbeat(self) -> None:
         """Refresh the liveness timestamp so a hard-killed run can be told from a live one."""
         self.info["heartbeat_at"] = now_iso()
+        self._last_beat = time.monotonic()
+        self._write_json()
+
+    def maybe_heartbeat(self, interval_s: float = HEARTBEAT_INTERVAL_S) -> None:
+        """Heartbeat at most every INTERVAL_S seconds (cheap enough to call per batch)."""
+        if time.monotonic() - self._last_beat >= interval_s:
+            self.heartbeat()
+
+    def truncate(self, n_epochs: int) -> None:
+        """Keep the first N_EPOCHS rows: those the resume checkpoint covers."""
+        self.rows = self.rows[:n_epochs]
+        self.info["epochs_completed"] = len(self.rows)
+        self._write_metrics()
         self._write_json()
 
     def finish(self, status: str, error: str | None = None, **extra: Any) -> None:
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
         self.info.update(status=status, error=error, ended_at=now_iso(), **extra)
+        self._write_metrics()
         self.heartbeat()
 
     def _write_json(self) -> None:

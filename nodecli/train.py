@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from torch import Tensor
@@ -25,11 +26,15 @@ from nodecli.data import DataSplit, load_dataset, shuffled_batches
 from nodecli.device import resolve_device, synchronize
 from nodecli.model import NeuralODEClassifier, build_model
 from nodecli.ode.sensitivity import SolveSpec
-from nodecli.runs import RunRecord
+from nodecli.ode.solver import SolverError
+from nodecli.resume import ResumeError, load_training_state, save_training_state
+from nodecli.runs import CHECKPOINT_FILE, RunRecord
+from nodecli.signals import GracefulStop, StopRequested
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(highlight=False, soft_wrap=True, stderr=True)
 
 
 class TrainingError(RuntimeError):
@@ -158,19 +163,35 @@ def epochs_table(results: list[EpochResult]) -> Table:
 
 
 def run_experiment(cfg: Config, run_dir: Path, overrides: list[str]) -> int:
-    """Train the configured experiment into RUN_DIR; return the process exit code."""
+    """Train the configured experiment into RUN_DIR; return the process exit code.
+
+    Whatever happens, the record ends with a status: completed (0), failed (1) or
+    interrupted (128 + signal: 130 for Ctrl-C, 143 for SIGTERM).
+    """
     device = resolve_device(cfg.device.name)
     if cfg.device.threads is not None:
         torch.set_num_threads(cfg.device.threads)
     record = RunRecord(Path(run_dir))
-    record.start(str(device), torch.get_num_threads(), overrides)
-    try:
-        results = _train(cfg, device, record)
-    except Exception as exc:  # the record must say what happened, whatever it was
-        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        record.finish("failed", error=message)
-        console.print(f"[red]run failed:[/red] {message}\nrecord: {run_dir}")
-        return EXIT_FAILED
+    record.start(str(device), torch.get_num_threads(), overrides, resumed=cfg.resume is not None)
+    with GracefulStop() as stopper:
+        try:
+            results = _train(cfg, device, record, stopper)
+        except StopRequested as stop:
+            done = record.info["epochs_completed"]
+            record.finish("interrupted", error=f"{stop} after {done} finished epoch(s)")
+            err_console.print(
+                f"[yellow]run interrupted[/yellow] ({stop}); resume with:\n"
+                f"  nodecli train resume={run_dir}"
+            )
+            return stop.exit_code
+        except KeyboardInterrupt:
+            record.finish("interrupted", error="stopped by a second SIGINT/SIGTERM")
+            return 130
+        except Exception as exc:  # the record must say what happened, whatever it was
+            message = failure_message(exc)
+            record.finish("failed", error=message)
+            err_console.print(f"[red]run failed:[/red] {escape(message)}\nrecord: {run_dir}")
+            return EXIT_FAILED
     record.finish("completed")
     if results:
         console.print(epochs_table(results))
@@ -178,7 +199,19 @@ def run_experiment(cfg: Config, run_dir: Path, overrides: list[str]) -> int:
     return EXIT_OK
 
 
-def _train(cfg: Config, device: torch.device, record: RunRecord) -> list[EpochResult]:
+def failure_message(exc: BaseException) -> str:
+    """One line for the record and the terminal; solver errors already say what helps."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, (TrainingError, SolverError, ResumeError)):
+        return text
+    if isinstance(exc, AssertionError) and "max_num_steps" in text:  # torchdiffeq's own check
+        return f"{text}: raise solver.max_steps or loosen solver.rtol/atol"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _train(
+    cfg: Config, device: torch.device, record: RunRecord, stopper: GracefulStop
+) -> list[EpochResult]:
     torch.manual_seed(cfg.seed)
     data = load_dataset(
         cfg.dataset.name, cfg.data.n, cfg.data.split, cfg.seed, cfg.dataset.root
@@ -188,6 +221,13 @@ def _train(cfg: Config, device: torch.device, record: RunRecord) -> list[EpochRe
     ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
     generator = torch.Generator().manual_seed(cfg.seed)
+    finished = 0
+    if cfg.resume is not None and (record.run_dir / CHECKPOINT_FILE).exists():
+        finished = load_training_state(record.run_dir, model, optimizer, generator)
+    if cfg.resume is not None:
+        # Without a checkpoint no epoch is known to be complete: start over in place.
+        record.truncate(finished)
+        console.print(f"resuming {record.run_dir} after epoch {finished}")
     epochs = cfg.train.epochs
     n_batches = math.ceil(len(data.y_train) / cfg.train.batch_size)
     results: list[EpochResult] = []
@@ -200,8 +240,17 @@ def _train(cfg: Config, device: torch.device, record: RunRecord) -> list[EpochRe
         transient=True,
         disable=not console.is_terminal,
     ) as progress:
-        task = progress.add_task("train", total=epochs * n_batches, epoch=1, epochs=epochs)
-        for epoch in range(1, epochs + 1):
+        task = progress.add_task(
+            "train", total=(epochs - finished) * n_batches, epoch=finished + 1, epochs=epochs
+        )
+
+        def after_batch() -> None:
+            progress.advance(task)
+            record.maybe_heartbeat()
+            stopper.check()
+
+        for epoch in range(finished + 1, epochs + 1):
+            stopper.check()
             progress.update(task, epoch=epoch)
             seconds, loss, nfe_f, nfe_b = train_epoch(
                 model,
@@ -211,7 +260,7 @@ def _train(cfg: Config, device: torch.device, record: RunRecord) -> list[EpochRe
                 generator,
                 epoch,
                 device,
-                on_batch=lambda: progress.advance(task),
+                on_batch=after_batch,
             )
             result = EpochResult(
                 epoch=epoch,
@@ -223,7 +272,10 @@ def _train(cfg: Config, device: torch.device, record: RunRecord) -> list[EpochRe
                 nfe_backward=nfe_b,
                 peak_memory_bytes=peak_memory(device),
             )
+            # Metrics first, then the checkpoint: if a kill lands in between, resume
+            # redoes this epoch from the previous checkpoint and rewrites its row.
             record.append_epoch(result.as_row())
+            save_training_state(record.run_dir, epoch, model, optimizer, generator)
             results.append(result)
             # print(), not rich: the reference line uses real tab characters.
             print(format_epoch_line(epoch, epochs, result), flush=True)

@@ -1,0 +1,193 @@
+"""Faults leave an intact record with an honest status; runs resume exactly."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from conftest import TINY, nodecli_command, run_dirs
+
+from nodecli.data import DataSplit
+from nodecli.model import build_model
+from nodecli.ode.sensitivity import SolveSpec
+from nodecli.train import TrainingError, train_epoch
+
+SAME = ["epoch", "train_loss", "train_acc", "test_acc", "nfe_forward", "nfe_backward"]
+
+
+def status(run_dir: Path) -> dict:
+    return json.loads((run_dir / "run.json").read_text())
+
+
+def test_diverging_loss_fails_at_once_naming_epoch_and_batch(cli, tmp_path: Path) -> None:
+    result = cli("train", "train.lr=1e36", "data.n=300", "train.epochs=3")
+    assert result.returncode == 1
+    assert "loss became inf at epoch 1, batch 2" in result.stderr
+    (run_dir,) = run_dirs(tmp_path)
+    info = status(run_dir)
+    assert info["status"] == "failed" and "epoch 1, batch 2" in info["error"]
+    assert "Traceback" not in result.stderr
+
+
+def test_nan_loss_is_caught_in_the_loop() -> None:
+    torch.manual_seed(0)
+    model = build_model("module", SolveSpec())
+    with torch.no_grad():
+        model.head.bias.fill_(float("nan"))
+    x = torch.rand(20, 1, 28, 28)
+    data = DataSplit(x, torch.zeros(20, dtype=torch.long), x[:2], torch.zeros(2, dtype=torch.long))
+    optimizer = torch.optim.Adam(model.parameters())
+    with pytest.raises(TrainingError, match="loss became nan at epoch 3, batch 1"):
+        train_epoch(model, optimizer, data, 8, torch.Generator(), 3, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("sensealg", ["direct", "adjoint"])
+def test_solver_failure_names_the_settings_that_help(cli, tmp_path: Path, sensealg) -> None:
+    result = cli("train", *TINY, f"sensealg={sensealg}", "solver.max_steps=1")
+    assert result.returncode == 1
+    assert "solver.max_steps" in result.stderr and "Traceback" not in result.stderr
+    (run_dir,) = run_dirs(tmp_path)
+    assert status(run_dir)["status"] == "failed"
+    assert "solver.max_steps" in status(run_dir)["error"]
+
+
+def start_run(tmp_path: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [*nodecli_command(), "train", *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_epochs(tmp_path: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for run_dir in run_dirs(tmp_path):
+            metrics = run_dir / "metrics.csv"
+            if metrics.exists() and len(metrics.read_text().splitlines()) - 1 >= n:
+                return run_dir
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.005)
+    raise AssertionError("the run did not reach the expected epoch in time")
+
+
+# Tight tolerances make each epoch slow enough (≈0.1 s) to signal the run mid-way.
+SLOW = ["data.n=600", "solver.rtol=1e-7", "solver.atol=1e-7", "train.epochs=5"]
+
+
+def interrupt(tmp_path: Path, signum: int) -> tuple[Path, subprocess.Popen, str]:
+    proc = start_run(tmp_path, *SLOW)
+    run_dir = wait_for_epochs(tmp_path, 1, proc)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=120)
+    if proc.returncode == 0:  # finished before the signal landed: nothing to check
+        pytest.skip("the run finished before the signal arrived")
+    return run_dir, proc, stderr
+
+
+def test_ctrl_c_stops_cleanly_with_exit_130(tmp_path: Path) -> None:
+    run_dir, proc, stderr = interrupt(tmp_path, signal.SIGINT)
+    assert proc.returncode == 130, stderr
+    info = status(run_dir)
+    assert info["status"] == "interrupted" and "SIGINT" in info["error"]
+    assert "Traceback" not in stderr and "resume=" in stderr
+    assert len(pd.read_csv(run_dir / "metrics.csv")) == info["epochs_completed"] >= 1
+
+
+def test_sigterm_then_resume_matches_straight_run(cli, tmp_path: Path) -> None:
+    run_dir, proc, stderr = interrupt(tmp_path, signal.SIGTERM)
+    assert proc.returncode == 143, stderr
+    info = status(run_dir)
+    assert info["status"] == "interrupted" and "Traceback" not in stderr
+    kept = pd.read_csv(run_dir / "metrics.csv")
+    assert 1 <= len(kept) < 5 and info["epochs_completed"] == len(kept)
+
+    resumed = cli("train", f"resume={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert status(run_dir)["status"] == "completed"
+    straight = cli("train", *SLOW)
+    assert straight.returncode == 0
+    (other,) = [d for d in run_dirs(tmp_path) if d != run_dir]
+    pd.testing.assert_frame_equal(
+        pd.read_csv(run_dir / "metrics.csv")[SAME], pd.read_csv(other / "metrics.csv")[SAME]
+    )
+
+
+def test_extending_a_finished_run_equals_a_longer_run(cli, tmp_path: Path) -> None:
+    assert cli("train", *TINY, "train.epochs=2").returncode == 0
+    (first,) = run_dirs(tmp_path)
+    extended = cli("train", f"resume={first}", "train.epochs=4")
+    assert extended.returncode == 0, extended.stderr
+    assert "[3/4]" in extended.stdout and "[1/4]" not in extended.stdout
+    assert cli("train", *TINY, "train.epochs=4").returncode == 0
+    (straight,) = [d for d in run_dirs(tmp_path) if d != first]
+    pd.testing.assert_frame_equal(
+        pd.read_csv(first / "metrics.csv")[SAME], pd.read_csv(straight / "metrics.csv")[SAME]
+    )
+
+
+def test_hard_kill_leaves_a_running_record_that_resumes(cli, tmp_path: Path) -> None:
+    proc = start_run(tmp_path, *SLOW)
+    run_dir = wait_for_epochs(tmp_path, 1, proc)
+    proc.kill()
+    proc.communicate()
+    info = status(run_dir)  # still valid JSON: every write is atomic
+    if info["status"] == "completed":
+        pytest.skip("the run finished before the kill landed")
+    assert info["status"] == "running" and info["heartbeat_at"] >= info["started_at"]
+    pd.read_csv(run_dir / "metrics.csv")  # still a valid table
+    resumed = cli("train", f"resume={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(pd.read_csv(run_dir / "metrics.csv")) == 5
+
+
+@pytest.mark.parametrize(
+    "make_target, expected",
+    [
+        (lambda root: root / "missing", "no such directory"),
+        (lambda root: root, "is not a run directory"),
+    ],
+)
+def test_resume_of_something_that_is_not_a_run(cli, tmp_path, make_target, expected) -> None:
+    result = cli("train", f"resume={make_target(tmp_path)}")
+    assert result.returncode == 2 and expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_resume_refuses_config_changes_and_finished_runs(cli, tmp_path: Path) -> None:
+    assert cli("train", *TINY).returncode == 0
+    (run_dir,) = run_dirs(tmp_path)
+    before = (run_dir / "metrics.csv").read_text()
+    changed = cli("train", f"resume={run_dir}", "sensealg=adjoint")
+    assert changed.returncode == 2 and "only train.epochs=N" in changed.stderr
+    finished = cli("train", f"resume={run_dir}")
+    assert finished.returncode == 2 and "all 1 epochs are finished" in finished.stderr
+    assert (run_dir / "metrics.csv").read_text() == before
+
+
+def test_resume_loads_checkpoints_weights_only(tmp_path: Path, monkeypatch) -> None:
+    from nodecli import resume
+
+    seen = {}
+    real_load = torch.load
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real_load(*args, **kwargs)
+
+    torch.manual_seed(0)
+    model = build_model("module", SolveSpec())
+    optimizer = torch.optim.Adam(model.parameters())
+    generator = torch.Generator().manual_seed(0)
+    resume.save_training_state(tmp_path, 3, model, optimizer, generator)
+    monkeypatch.setattr(torch, "load", spy)
+    assert resume.load_training_state(tmp_path, model, optimizer, generator) == 3
+    assert seen.get("weights_only") is True
