@@ -123,6 +123,13 @@ def check_environment(config: Config) -> None:
             f"data.n={config.data.n} is larger than the {size} digits of "
             f"dataset={config.dataset.name}; use data.n <= {size} or data.n=null"
         )
+    n = size if config.data.n is None else config.data.n
+    n_train = round(n * config.data.split)
+    if config.dataset.name == "mnist_bundled" and not 1 <= n_train < n:
+        raise ConfigError(
+            f"data.n={n} with data.split={config.data.split} leaves an empty train or test "
+            "set; raise data.n or move data.split away from 0 and 1"
+        )
 
 
 def run_hydra(task: Callable[[DictConfig], int], args: list[str]) -> None:

@@ -226,6 +226,15 @@ def explain_compose_error(exc: Exception, conf_dir: Path) -> str:
     if convert:
         value, kind, key = convert.groups()
         return f"{key}={value} is not a valid {kind.lower()}"
+    section = re.search(
+        r"Invalid type assigned: .*? is not a subclass of \w+.*?full_key: (\S+)", text, re.S
+    )
+    if section:
+        key = section.group(1)
+        subkeys = [k[len(key) + 1 :] for k in all_keys() if k.startswith(f"{key}.")]
+        return f"'{key}' is a section, not a value; set one of its keys: " + ", ".join(
+            f"{key}.{k}" for k in subkeys
+        )
     bad_bool = re.search(r"Value '([^']*)' is not a valid bool.*?full_key: (\S+)", text, re.S)
     if bad_bool:
         value, key = bad_bool.groups()

@@ -59,6 +59,19 @@ def test_same_command_twice_gives_identical_metrics(cli, tmp_path: Path) -> None
         ("data.split=1.5", "data.split=1.5 is out of range"),
         ("data.n=999999", "data.n=999999 is larger than the 5000 digits"),
         ("device=cuda", "device=cuda is not available"),
+        ("device=mps", "device=mps is not available"),
+        ("train.batch_size=0", "train.batch_size=0 is out of range"),
+        ("train.lr=-0.1", "train.lr=-0.1 is out of range"),
+        ("solver.rtol=0", "solver.rtol=0.0 is out of range"),
+        ("solver.atol=-1", "solver.atol=-1.0 is out of range"),
+        ("data.n=1", "data.n=1 is out of range"),
+        ("data.n=3", "leaves an empty train or test set"),
+        ("train=3", "'train' is a section, not a value; set one of its keys: train.epochs"),
+        ("solver", "'solver' needs an option"),
+        ("seed==1", "malformed override"),
+        ("+train.foo=1", "unknown config key 'train.foo'"),
+        ("--cfg=bogus", "invalid choice"),
+        ("--multirun", "use `nodecli sweep`"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_nothing_written(cli, tmp_path, override, expected) -> None:
@@ -66,6 +79,8 @@ def test_bad_input_is_one_line_exit_2_nothing_written(cli, tmp_path, override, e
 
     if override == "device=cuda" and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
+    if override == "device=mps" and torch.backends.mps.is_available():
+        pytest.skip("MPS is available here")
     result = cli("train", override)
     assert result.returncode == 2
     assert expected in result.stderr
