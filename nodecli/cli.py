@@ -34,7 +34,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 USAGE = """usage: nodecli COMMAND [overrides ...]
 
 commands:
-  train   train the Neural ODE MNIST classifier once     nodecli train sensealg=adjoint
+  train   train the Neural ODE MNIST classifier once   nodecli train sensealg=adjoint
+  sweep   every combination (multirun) + a summary     nodecli sweep sensealg=adjoint,direct seed=0,1
+  report  compare run records, mean ± std over seeds   nodecli report --format markdown
   --help  this message; `nodecli train --help` lists every config group and key
 """
 
@@ -167,7 +169,23 @@ def train_command(args: list[str]) -> int:
     return _exit_codes[-1] if _exit_codes else EXIT_OK
 
 
-COMMANDS: dict[str, Callable[[list[str]], int]] = {"train": train_command}
+def sweep_command(args: list[str]) -> int:
+    from nodecli.sweep import sweep_command as run
+
+    return run(args)
+
+
+def report_command(args: list[str]) -> int:
+    from nodecli.report import report_command as run
+
+    return run(args)
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "train": train_command,
+    "sweep": sweep_command,
+    "report": report_command,
+}
 
 
 def main(argv: list[str] | None = None) -> None:
