@@ -34,9 +34,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 USAGE = """usage: nodecli COMMAND [overrides ...]
 
 commands:
-  train   train the Neural ODE MNIST classifier once nodecli train sensealg=adjoint
-  sweep   every combination (multirun) + summary   nodecli sweep sensealg=adjoint,direct seed=0,1
-  report  compare run records, mean ± std over seeds nodecli report --format markdown
+  train   train the Neural ODE MNIST classifier once   nodecli train sensealg=adjoint
+  sweep   run every combination, then a summary        nodecli sweep -m seed=0,1
+  report  compare run records (mean ± std over seeds)  nodecli report --format markdown
   --help  this message; `nodecli train --help` lists every config group and key
 """
 
