@@ -739,6 +739,9 @@ def plot(df: pd.DataFrame, summary: Summary, path: Path) -> None:
                 ha="center",
                 fontsize=9,
             )
+    tops = [m + s for m, s in zip(means, stds, strict=True) if math.isfinite(m + s)]
+    if tops:  # room above the tallest bar for its value label
+        time_ax.set_ylim(0, max(tops) * 1.15)
     time_ax.set_xticks(list(positions))
     time_ax.set_xticklabels([g.replace(" ", "\n") for g in groups["group"]], fontsize=9)
     time_ax.set_ylabel("seconds per epoch")

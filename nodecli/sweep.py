@@ -188,6 +188,27 @@ def validate_jobs(plan: SweepPlan) -> list[Config]:
     return configs
 
 
+def refuse_live_jobs(plan: SweepPlan) -> None:
+    """Resuming while a job of the sweep still runs would train it twice at once."""
+    from nodecli.report import read_run_info, run_state
+
+    for num, job in enumerate(plan.jobs):
+        job_dir = find_job_dir(plan.sweep_dir, num, job)
+        if job_dir is None or not (job_dir / RUN_FILE).is_file():
+            continue
+        try:
+            info = read_run_info(job_dir / RUN_FILE)
+        except ValueError:
+            continue
+        state, age = run_state(info)
+        if state == "running":
+            raise ConfigError(
+                f"job {num} ({job_dir}) is still running (pid {info.get('pid')} on "
+                f"{info.get('host')}, last heartbeat {age:.0f} s ago); wait for it or stop it "
+                "before resuming"
+            )
+
+
 # --- what runs inside each job (possibly in another process or on a cluster node) ------
 
 
@@ -369,6 +390,8 @@ def sweep_command(args: list[str]) -> int:
         raise ConfigError(f"unknown sweep option {flags[0]}; `nodecli sweep --help` shows usage")
     plan = plan_sweep(parsed.overrides)
     validate_jobs(plan)
+    if plan.resume:
+        refuse_live_jobs(plan)
     if not plan.dir_given:
         plan.sweep_dir = _new_sweep_dir()
     plan.sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -130,8 +133,14 @@ def test_resume_completes_a_killed_job(cli, tmp_path: Path, basic_tiny: Path) ->
     sweep_dir = tmp_path / "outputs" / "sweeps" / "copy"
     shutil.copytree(basic_tiny, sweep_dir)
     killed, done = job_dirs(sweep_dir)
-    # What SIGKILL leaves behind: status still "running", an old heartbeat.
     info = json.loads((killed / "run.json").read_text())
+    # A job that is still alive (fresh heartbeat, live pid here) is not run twice.
+    live = {**info, "status": "running", "pid": os.getpid(), "host": socket.gethostname()}
+    live["heartbeat_at"] = datetime.now(timezone.utc).isoformat()
+    (killed / "run.json").write_text(json.dumps(live))
+    result = cli("sweep", f"sweep.resume={sweep_dir}")
+    assert result.returncode == 2 and "is still running" in result.stderr, result.stderr
+    # What SIGKILL leaves behind: status still "running", an old heartbeat.
     info.update(status="running", heartbeat_at="2020-01-01T00:00:00.000+00:00", ended_at=None)
     (killed / "run.json").write_text(json.dumps(info))
     report = cli("report", "--format", "json")
