@@ -313,3 +313,36 @@ def test_plot_writes_png(tmp_path: Path, capsys) -> None:
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     code, _, err = report(capsys, str(tmp_path / "runs"), "--plot", str(tmp_path / "no" / "x.png"))
     assert code == 2 and "does not exist" in err
+
+
+def test_sigkilled_run_is_reported_stale(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from conftest import nodecli_command
+
+    process = subprocess.Popen(
+        [*nodecli_command(), "train", "train.epochs=500", "data.n=200", "train.batch_size=64"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            rows = list(tmp_path.glob("outputs/runs/*/*/metrics.csv"))
+            if rows and len(rows[0].read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the run never finished an epoch")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    (run_dir,) = (p.parent for p in tmp_path.glob("outputs/runs/*/*/run.json"))
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    summary = summarize(load_runs([tmp_path / "outputs"]))
+    (row,) = summary.incomplete.to_dict(orient="records")
+    assert row["status"] == "stale" and row["epochs"] >= 1
+    assert summary.groups["runs"].tolist() == [0]
