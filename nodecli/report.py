@@ -505,7 +505,7 @@ def display_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
     for _, row in summary.groups.iterrows():
         runs = str(row["runs"])
         if row["incomplete"]:
-            runs += f" (+{row['incomplete']} incomplete)"
+            runs += f" (+{row['incomplete']})"
         cells = [row["group"], runs, str(row["epochs"])]
         cells += [_cell(row, metric, spec) for metric, _, spec in METRICS]
         cells += [_cell(row, c, ".1f", 2**20) for c in summary.memory_columns]
@@ -554,6 +554,7 @@ def describe(summary: Summary) -> str:
 
 
 NOTES = (
+    "runs (+k): k runs not completed, kept out of the means; "
     "epoch time = median over epochs 2..N (epoch 1 when N = 1); "
     "NFE = vector-field evaluations per epoch; memory = peak over epochs"
 )
@@ -567,7 +568,9 @@ def render_rich(summary: Summary) -> None:
     headers, rows = display_table(summary)
     table = Table(title="nodecli report", caption=describe(summary) + "\n" + NOTES)
     for i, name in enumerate(headers):
-        table.add_column(name, justify="left" if i == 0 else "right", overflow="fold")
+        table.add_column(
+            name, justify="left" if i == 0 else "right", overflow="fold", no_wrap=i < 2
+        )
     for cells in rows:
         table.add_row(*cells)
     console.print(table)

@@ -219,7 +219,7 @@ def test_incomplete_runs_are_listed_and_kept_out_of_means(tmp_path: Path, capsys
     ]
     code, out, err = report(capsys, str(tmp_path), "--format", "markdown")
     assert code == 0, err
-    assert "| sensealg=direct | 2 (+1 incomplete) |" in out
+    assert "| sensealg=direct | 2 (+1) |" in out
     assert "SolverError: boom" in out and "stale" in out and "interrupted" in out
     code, out, err = report(capsys, str(tmp_path), "--stale-after", "5000", "--format", "json")
     stale = [r for r in json.loads(out)["incomplete"] if r["status"] == "stale"]
