@@ -166,6 +166,8 @@ def run_state(info: dict[str, Any], stale_after_s: float = STALE_AFTER_S) -> tup
 def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
     """Every run directory under PATHS (a run dir holds run.json or metrics.csv).
     Old attempts kept by `nodecli sweep` resume (<job>/attempts/<n>/) are left out."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
     found: set[Path] = set()
     for raw in paths:
         path = Path(raw)

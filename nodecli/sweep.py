@@ -13,6 +13,7 @@ ones and re-runs the rest after moving their old record into `attempts/<n>/`.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -177,6 +178,13 @@ def validate_jobs(plan: SweepPlan) -> list[Config]:
         try:
             configs.append(compose_config([*plan.hydra_overrides, *job]))
         except ConfigError as exc:
+            launcher = re.search(r"Could not find 'hydra/launcher/([^']*)'", str(exc))
+            if launcher:
+                raise ConfigError(
+                    f"hydra/launcher={launcher.group(1)} is not an installed launcher; Hydra's "
+                    "launchers: basic, joblib, submitit_local, submitit_slurm (the last three: "
+                    "pip install 'nodecli[launchers]')"
+                ) from exc
             where = f" (in job {' '.join(job)})" if len(plan.jobs) > 1 else ""
             raise ConfigError(f"{exc}{where}") from exc
     checked = set()

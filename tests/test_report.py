@@ -91,7 +91,7 @@ def wide_terminal(monkeypatch) -> None:
 
 def test_load_runs_one_row_per_run_and_epoch(tmp_path: Path) -> None:
     three_by_two(tmp_path)
-    df = load_runs([tmp_path])
+    df = load_runs(tmp_path)  # one path or a list of them
     assert len(df) == 6 * 4
     assert {"sensealg.name", "solver.method", "seed", "train.epochs", "status"} <= set(df.columns)
     assert set(df["sensealg.name"]) == {"direct", "adjoint", "gauss"}
