@@ -56,6 +56,7 @@ class SweepPlan:
     hydra_overrides: list[str] = field(default_factory=list)
     resume: bool = False
     dir_given: bool = False
+    job_args: list[str] = field(default_factory=list)  # as typed: sweep lists unexpanded
 
     @property
     def job_overrides(self) -> list[str]:
@@ -154,10 +155,19 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
             )
         if sweep_dir is not None and Path(sweep_dir).resolve() != resume_dir.resolve():
             raise ConfigError(f"{RESUME_KEY} and hydra.sweep.dir name different directories")
+        stored_job = list(stored.get("job_overrides", []))
         if not job:  # `nodecli sweep sweep.resume=DIR` alone: the stored command line
-            job = list(stored.get("job_overrides", []))
+            job = stored_job
             hydra = hydra or list(stored.get("hydra_overrides", []))
-        return SweepPlan(resume_dir, expand_jobs(job), hydra, resume=True, dir_given=True)
+        elif stored and sorted(job) != sorted(stored_job):
+            # Other jobs would get other numbers, hence other folders: refuse.
+            raise ConfigError(
+                f"{RESUME_KEY}={resume} was run with {' '.join(stored_job) or 'no overrides'}; "
+                f"resume it with the same overrides or with {RESUME_KEY} alone"
+            )
+        elif stored:
+            job = stored_job  # the same overrides, in the stored order (same job numbers)
+        return SweepPlan(resume_dir, expand_jobs(job), hydra, True, True, job)
     if sweep_dir is not None:
         given = Path(sweep_dir)
         if given.is_dir() and _has_records(given):
@@ -165,8 +175,8 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
                 f"hydra.sweep.dir={sweep_dir} already holds runs; resume it with "
                 f"{RESUME_KEY}={sweep_dir} or choose a new directory"
             )
-        return SweepPlan(given, expand_jobs(job), hydra, dir_given=True)
-    return SweepPlan(Path(), expand_jobs(job), hydra)
+        return SweepPlan(given, expand_jobs(job), hydra, dir_given=True, job_args=job)
+    return SweepPlan(Path(), expand_jobs(job), hydra, job_args=job)
 
 
 def validate_jobs(plan: SweepPlan) -> list[Config]:
@@ -302,7 +312,17 @@ def find_job_dir(sweep_dir: Path, num: int, overrides: list[str]) -> Path | None
                 return path
         except Exception:  # noqa: BLE001 - unreadable: fall back to the name
             continue
-    return candidates[0] if len(candidates) == 1 else None
+    if len(candidates) == 1:
+        return candidates[0]
+    # A custom hydra.sweep.subdir: look for the folder whose overrides are this job's.
+    matches = []
+    for path in sorted(sweep_dir.glob("*/.hydra/overrides.yaml")):
+        try:
+            if sorted(map(str, OmegaConf.load(path))) == sorted(overrides):
+                matches.append(path.parent.parent)
+        except Exception:  # noqa: BLE001
+            continue
+    return matches[0] if len(matches) == 1 else None
 
 
 def collect_results(plan: SweepPlan) -> list[JobResult]:
@@ -404,7 +424,7 @@ def sweep_command(args: list[str]) -> int:
         plan.sweep_dir = _new_sweep_dir()
     plan.sweep_dir.mkdir(parents=True, exist_ok=True)
     stored = read_sweep_file(plan.sweep_dir)
-    job_args = _unexpanded(parsed.overrides, plan)
+    job_args = plan.job_args
     atomic_write_text(
         plan.sweep_dir / SWEEP_FILE,
         json.dumps(
@@ -462,20 +482,3 @@ def sweep_command(args: list[str]) -> int:
         f"`nodecli report {plan.sweep_dir}`"
     )
     return EXIT_OK
-
-
-def _unexpanded(overrides: list[str], plan: SweepPlan | None = None) -> list[str]:
-    """The job overrides as typed (sweep lists unexpanded), without resume / sweep dir / hydra."""
-    if plan is not None and plan.resume and not _job_part(overrides):
-        return list(read_sweep_file(plan.sweep_dir).get("job_overrides", []))
-    return _job_part(overrides)
-
-
-def _job_part(overrides: list[str]) -> list[str]:
-    parsed = parse_overrides(overrides)
-    return [
-        text
-        for text, override in zip(overrides, parsed, strict=True)
-        if not override.get_key_element().lstrip("+~").startswith(("hydra.", "hydra/"))
-        and override.get_key_element() not in (RESUME_KEY,)
-    ]

@@ -180,3 +180,17 @@ def test_launchers_write_the_same_records_as_basic(
         assert (a / ".hydra" / "config.yaml").read_text() == (
             b / ".hydra" / "config.yaml"
         ).read_text()
+
+
+def test_resume_with_the_same_overrides_in_any_order(cli, tmp_path: Path, basic_tiny) -> None:
+    sweep_dir = tmp_path / "copy"
+    shutil.copytree(basic_tiny, sweep_dir)
+    before = [(j / "run.json").read_text() for j in job_dirs(sweep_dir)]
+    reordered = [*reversed(TINY1), "seed=0,1"]
+    result = cli("sweep", *reordered, f"sweep.resume={sweep_dir}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("skipped (already completed)") == 2
+    assert [(j / "run.json").read_text() for j in job_dirs(sweep_dir)] == before
+    assert len(job_dirs(sweep_dir)) == 2
+    result = cli("sweep", "seed=0,1,2", *TINY1, f"sweep.resume={sweep_dir}")
+    assert result.returncode == 2 and "resume it with the same overrides" in result.stderr
