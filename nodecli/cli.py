@@ -38,7 +38,9 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 USAGE = """usage: nodecli COMMAND [overrides ...]
 
 commands:
-  train   train the Neural ODE MNIST classifier once     nodecli train sensealg=adjoint
+  train   train the Neural ODE MNIST classifier once   nodecli train sensealg=adjoint
+  sweep   run every combination, then a summary        nodecli sweep -m seed=0,1
+  report  compare run records (mean ± std over seeds)  nodecli report --format markdown
   --help  this message; `nodecli train --help` lists every config group and key
 """
 
@@ -248,7 +250,23 @@ def _finished_epochs(run_dir: Path) -> int:
     return int(read_run_json(run_dir).get("epochs_completed", 0))
 
 
-COMMANDS: dict[str, Callable[[list[str]], int]] = {"train": train_command}
+def sweep_command(args: list[str]) -> int:
+    from nodecli.sweep import sweep_command as run
+
+    return run(args)
+
+
+def report_command(args: list[str]) -> int:
+    from nodecli.report import report_command as run
+
+    return run(args)
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "train": train_command,
+    "sweep": sweep_command,
+    "report": report_command,
+}
 
 
 def main(argv: list[str] | None = None) -> None:

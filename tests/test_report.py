@@ -1,0 +1,348 @@
+"""`nodecli report` on hand-made run records: grouping, mean ± std, statuses, damaged
+files, formats and the plot. (tests/test_sweep.py runs it on real sweeps.)"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import socket
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from nodecli import cli
+from nodecli.report import load_runs, summarize
+
+COLUMNS = (
+    "epoch,train_time_s,train_loss,train_acc,test_acc,nfe_forward,nfe_backward,peak_memory_bytes"
+)
+
+
+def iso(seconds_ago: float = 0.0) -> str:
+    moment = datetime.now(timezone.utc) - timedelta(seconds=seconds_ago)
+    return moment.isoformat(timespec="milliseconds")
+
+
+def make_run(
+    root: Path,
+    name: str,
+    sensealg: str = "direct",
+    seed: int = 0,
+    status: str = "completed",
+    times: tuple[float, ...] = (2.0, 1.0, 1.2, 0.8),
+    accs: tuple[float, ...] = (50.0, 60.0, 70.0, 80.0),
+    solver: str = "tsit5",
+    memory: float | str = "",
+    heartbeat_ago: float = 1.0,
+    pid: int | None = None,
+    extra_columns: str = "",
+) -> Path:
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(
+        f"seed: {seed}\nresume: null\nsolver:\n  method: {solver}\n  rtol: 0.001\n"
+        f"sensealg:\n  name: {sensealg}\ntrain:\n  epochs: 4\n  lr: 0.001\n"
+    )
+    lines = [COLUMNS + extra_columns]
+    for epoch, (t, acc) in enumerate(zip(times, accs, strict=True), start=1):
+        extra = ",123" if extra_columns else ""
+        lines.append(f"{epoch},{t},1.0,{acc - 5},{acc},100,{200 + seed},{memory}{extra}")
+    (run / "metrics.csv").write_text("\n".join(lines) + "\n")
+    info = {
+        "status": status,
+        "error": "SolverError: boom" if status == "failed" else None,
+        "started_at": iso(heartbeat_ago + 10),
+        "ended_at": None if status == "running" else iso(heartbeat_ago),
+        "heartbeat_at": iso(heartbeat_ago),
+        "device": "cpu",
+        "threads": 1,
+        "host": socket.gethostname(),
+        "pid": os.getpid() if pid is None else pid,
+    }
+    (run / "run.json").write_text(json.dumps(info))
+    return run
+
+
+def three_by_two(root: Path) -> None:
+    """3 sensealgs × 2 seeds; direct is twice as slow as adjoint, gauss as fast as direct."""
+    speeds = {"direct": 1.0, "adjoint": 0.5, "gauss": 1.0}
+    for sensealg, factor in speeds.items():
+        for seed in (0, 1):
+            times = tuple(t * factor + 0.1 * seed for t in (2.0, 1.0, 1.2, 0.8))
+            accs = tuple(a + 2 * seed for a in (50.0, 60.0, 70.0, 80.0))
+            make_run(root, f"{sensealg}-{seed}", sensealg, seed, times=times, accs=accs)
+
+
+def report(capsys, *args: str) -> tuple[int, str, str]:
+    """Run `nodecli report ARGS` in this process; return (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["report", *args])
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+@pytest.fixture(autouse=True)
+def wide_terminal(monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "250")
+
+
+def test_load_runs_one_row_per_run_and_epoch(tmp_path: Path) -> None:
+    three_by_two(tmp_path)
+    df = load_runs(tmp_path)  # one path or a list of them
+    assert len(df) == 6 * 4
+    assert {"sensealg.name", "solver.method", "seed", "train.epochs", "status"} <= set(df.columns)
+    assert set(df["sensealg.name"]) == {"direct", "adjoint", "gauss"}
+    assert "sensealg.name" in df.attrs["config_columns"]
+    assert df.groupby("run_dir")["epoch"].apply(list).map(lambda e: e == [1, 2, 3, 4]).all()
+
+
+def test_summary_groups_by_varying_keys_mean_std_and_speedup(tmp_path: Path) -> None:
+    three_by_two(tmp_path)
+    summary = summarize(load_runs([tmp_path]))
+    assert summary.by == ["sensealg.name"]  # the seed varies too, but is averaged over
+    groups = summary.groups.set_index("sensealg")
+    assert list(summary.groups["sensealg"]) == ["direct", "adjoint", "gauss"]  # baseline first
+    assert (groups["runs"] == 2).all()
+    direct = groups.loc["direct"]
+    # Per run: median of epochs 2..4 = median(1.0, 1.2, 0.8) = 1.0 (+0.1 for seed 1)
+    assert direct["epoch_time_s_mean"] == pytest.approx(1.05)
+    assert direct["epoch_time_s_std"] == pytest.approx(0.0707107, rel=1e-4)
+    assert direct["first_epoch_s_mean"] == pytest.approx(2.05)
+    assert direct["total_train_s_mean"] == pytest.approx(5.2)
+    assert direct["final_test_acc_mean"] == pytest.approx(81.0)
+    assert direct["best_test_acc_mean"] == pytest.approx(81.0)
+    assert direct["final_train_acc_mean"] == pytest.approx(76.0)
+    assert direct["nfe_backward_mean"] == pytest.approx(200.5)
+    assert groups.loc["direct", "speedup"] == pytest.approx(1.0)
+    assert groups.loc["adjoint", "speedup"] == pytest.approx(1.05 / 0.55)
+    assert not summary.memory_columns  # CPU runs record no memory
+
+
+def test_cli_markdown_is_a_valid_table_with_mean_std(tmp_path: Path, capsys) -> None:
+    three_by_two(tmp_path)
+    code, out, err = report(capsys, str(tmp_path), "--format", "markdown")
+    assert code == 0, err
+    table = [line for line in out.splitlines() if line.startswith("|")]
+    assert len(table) == 2 + 3
+    widths = {line.count(" | ") for line in table}
+    assert len(widths) == 1, table  # every row has the same number of cells
+    assert all(line.endswith(" |") for line in table)
+    assert set(table[1].replace("|", "").split()) <= {"---", "---:"}
+    assert "| sensealg=direct | 2 | 4 |" in table[2]
+    assert "81.00 ± 1.41" in table[2]  # final test accuracy over seeds 0 and 1
+    assert "1.00×" in table[2] and "1.91×" in out  # adjoint is 1.05 / 0.55 times faster
+
+
+def test_cli_formats_csv_json_latex_and_rich(tmp_path: Path, capsys) -> None:
+    three_by_two(tmp_path)
+    code, out, _ = report(capsys, str(tmp_path), "--format", "csv")
+    assert code == 0
+    frame = pd.read_csv(io.StringIO(out))
+    assert list(frame["runs"]) == [2, 2, 2] and "epoch_time_s_std" in frame
+    code, out, _ = report(capsys, str(tmp_path), "--format", "json")
+    data = json.loads(out)
+    assert data["group_by"] == ["sensealg"] and data["baseline"] == {"sensealg": "direct"}
+    assert len(data["groups"]) == 3 and data["incomplete"] == []
+    code, out, _ = report(capsys, str(tmp_path), "--format", "latex")
+    assert out.startswith("\\begin{tabular}") and "$\\pm$" in out and "\\end{tabular}" in out
+    code, out, _ = report(capsys, str(tmp_path))
+    assert code == 0 and "sensealg=adjoint" in out and "±" in out and "speed-up" in out
+
+
+def test_by_where_and_baseline_options(tmp_path: Path, capsys) -> None:
+    three_by_two(tmp_path)
+    make_run(tmp_path, "direct-dopri5", "direct", 0, solver="dopri5")
+    code, out, err = report(capsys, str(tmp_path), "--format", "json")
+    assert json.loads(out)["group_by"] == ["solver", "sensealg"]
+    code, out, _ = report(capsys, str(tmp_path), "--where", "solver=tsit5", "--format", "json")
+    assert [g["runs"] for g in json.loads(out)["groups"]] == [2, 2, 2]
+    code, out, _ = report(
+        capsys, str(tmp_path), "--by", "solver", "--baseline", "solver=dopri5", "--format", "json"
+    )
+    groups = json.loads(out)["groups"]
+    assert [(g["group"], g["runs"]) for g in groups] == [("solver=dopri5", 1), ("solver=tsit5", 6)]
+    code, out, _ = report(
+        capsys,
+        str(tmp_path),
+        "--where",
+        "sensealg=adjoint|gauss",
+        "--format",
+        "json",
+        "--baseline",
+        "none",
+    )
+    data = json.loads(out)
+    assert data["baseline"] is None and [g["sensealg"] for g in data["groups"]] == [
+        "adjoint",
+        "gauss",
+    ]
+    for args, message in [
+        (["--by", "nope"], "--by: unknown key 'nope'; valid keys:"),
+        (["--where", "sensealg=nope"], "no run under"),
+        (["--where", "sensealg"], "--where expects key=value"),
+        (["--baseline", "sensealg=nope"], "--baseline sensealg=nope matches no group"),
+        (["--format", "html"], "invalid choice"),
+    ]:
+        code, out, err = report(capsys, str(tmp_path), *args)
+        assert code == 2, (args, err)
+        assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_incomplete_runs_are_listed_and_kept_out_of_means(tmp_path: Path, capsys) -> None:
+    three_by_two(tmp_path)
+    make_run(tmp_path, "failed", "direct", 2, status="failed", times=(9.0,), accs=(10.0,))
+    make_run(tmp_path, "interrupted", "adjoint", 2, status="interrupted", times=(), accs=())
+    # A SIGKILLed run: status still 'running', heartbeat 20 minutes old.
+    make_run(tmp_path, "killed", "gauss", 2, status="running", heartbeat_ago=1200)
+    # A live run: fresh heartbeat, our own (alive) pid.
+    make_run(tmp_path, "live", "gauss", 3, status="running", heartbeat_ago=1)
+    # Fresh heartbeat but its process is gone on this host: stale too.
+    make_run(tmp_path, "dead-pid", "gauss", 4, status="running", heartbeat_ago=1, pid=2**22 + 7)
+    df = load_runs([tmp_path])
+    states = df.drop_duplicates("run_dir").set_index("run_dir")["status"]
+    assert states[str(tmp_path / "killed")] == "stale"
+    assert states[str(tmp_path / "live")] == "running"
+    assert states[str(tmp_path / "dead-pid")] == "stale"
+    summary = summarize(df)
+    groups = summary.groups.set_index("sensealg")
+    assert list(groups["runs"]) == [2, 2, 2]
+    assert groups.loc["direct", "final_test_acc_mean"] == pytest.approx(81.0)
+    assert sorted(summary.incomplete["status"]) == [
+        "failed",
+        "interrupted",
+        "running",
+        "stale",
+        "stale",
+    ]
+    code, out, err = report(capsys, str(tmp_path), "--format", "markdown")
+    assert code == 0, err
+    assert "| sensealg=direct | 2 (+1) |" in out
+    assert "SolverError: boom" in out and "stale" in out and "interrupted" in out
+    code, out, err = report(capsys, str(tmp_path), "--stale-after", "5000", "--format", "json")
+    stale = [r for r in json.loads(out)["incomplete"] if r["status"] == "stale"]
+    assert len(stale) == 1  # only the dead pid; the 20-minute-old heartbeat is now fresh
+
+
+def test_damaged_files_are_skipped_with_one_warning_each(tmp_path: Path, capsys) -> None:
+    three_by_two(tmp_path)
+    truncated = make_run(tmp_path, "truncated", "direct", 5)
+    text = (truncated / "metrics.csv").read_text()
+    (truncated / "metrics.csv").write_text(text[: len(text) - 25])
+    bad_json = make_run(tmp_path, "bad-json", "direct", 6)
+    (bad_json / "run.json").write_text('{"status": "compl')
+    empty_json = make_run(tmp_path, "empty-json", "direct", 7)
+    (empty_json / "run.json").write_text("")
+    no_metrics = make_run(tmp_path, "no-metrics", "direct", 8)
+    (no_metrics / "metrics.csv").unlink()
+    no_run = make_run(tmp_path, "no-run-json", "direct", 9)
+    (no_run / "run.json").unlink()
+    empty_csv = make_run(tmp_path, "empty-csv", "direct", 10)
+    (empty_csv / "metrics.csv").write_text("")
+    no_config = make_run(tmp_path, "no-config", "direct", 11)
+    (no_config / ".hydra" / "config.yaml").unlink()
+    code, out, err = report(capsys, str(tmp_path), "--format", "json")
+    assert code == 0
+    assert [g["runs"] for g in json.loads(out)["groups"]] == [2, 2, 2]
+    warnings = err.strip().splitlines()
+    assert len(warnings) == 7, err
+    for path in (
+        truncated / "metrics.csv",
+        bad_json / "run.json",
+        empty_json / "run.json",
+        no_metrics / "metrics.csv",
+        no_run / "run.json",
+        empty_csv / "metrics.csv",
+        no_config / ".hydra" / "config.yaml",
+    ):
+        assert any(
+            line.startswith("nodecli: warning: skipping") and str(path) in line for line in warnings
+        ), (path, err)
+
+
+def test_old_attempts_are_not_reported(tmp_path: Path) -> None:
+    make_run(tmp_path, "job", "direct", 0)
+    make_run(tmp_path / "job" / "attempts", "1", "direct", 0, status="failed")
+    df = load_runs([tmp_path])
+    assert list(df["run_dir"].unique()) == [str(tmp_path / "job")]
+
+
+def test_missing_path_and_empty_folder_exit_2(tmp_path: Path, capsys) -> None:
+    code, _, err = report(capsys, str(tmp_path / "nope"))
+    assert (
+        code == 2
+        and err.strip() == f"nodecli: error: {tmp_path / 'nope'}: no such file or directory"
+    )
+    (tmp_path / "empty").mkdir()
+    code, _, err = report(capsys, str(tmp_path / "empty"))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "no run records" in err
+
+
+def test_default_path_is_outputs(cli, tmp_path: Path) -> None:
+    result = cli("report")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "nodecli: error: outputs: no such file or directory"
+    three_by_two(tmp_path / "outputs" / "runs")
+    result = cli("report", "--format", "markdown")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("| sensealg=") == 3
+
+
+def test_memory_columns_are_aggregated_when_recorded(tmp_path: Path) -> None:
+    for seed in (0, 1):
+        make_run(
+            tmp_path,
+            f"gpu-{seed}",
+            "direct",
+            seed,
+            memory=2**20 * (seed + 1),
+            extra_columns=",hold_memory_bytes",
+        )
+    summary = summarize(load_runs([tmp_path]))
+    assert summary.memory_columns == ["peak_memory_bytes", "hold_memory_bytes"]
+    assert summary.groups["peak_memory_bytes_mean"].iloc[0] == pytest.approx(1.5 * 2**20)
+
+
+def test_plot_writes_png(tmp_path: Path, capsys) -> None:
+    three_by_two(tmp_path / "runs")
+    target = tmp_path / "report.png"
+    code, _, err = report(capsys, str(tmp_path / "runs"), "--plot", str(target), "--format", "csv")
+    assert code == 0, err
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, _, err = report(capsys, str(tmp_path / "runs"), "--plot", str(tmp_path / "no" / "x.png"))
+    assert code == 2 and "does not exist" in err
+
+
+def test_sigkilled_run_is_reported_stale(tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import time
+
+    from conftest import nodecli_command
+
+    process = subprocess.Popen(
+        [*nodecli_command(), "train", "train.epochs=500", "data.n=200", "train.batch_size=64"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            rows = list(tmp_path.glob("outputs/runs/*/*/metrics.csv"))
+            if rows and len(rows[0].read_text().splitlines()) >= 2:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the run never finished an epoch")
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    (run_dir,) = (p.parent for p in tmp_path.glob("outputs/runs/*/*/run.json"))
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+    summary = summarize(load_runs([tmp_path / "outputs"]))
+    (row,) = summary.incomplete.to_dict(orient="records")
+    assert row["status"] == "stale" and row["epochs"] >= 1
+    assert summary.groups["runs"].tolist() == [0]

@@ -1,0 +1,196 @@
+"""`nodecli sweep` end to end: multirun, summary, failures, resume, launchers; then
+`nodecli report` on the records it wrote."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import run_cli
+
+TINY1 = ["train.epochs=1", "data.n=200", "train.batch_size=64"]
+TINY2 = ["train.epochs=2", "data.n=200", "train.batch_size=64"]
+SAME = ["epoch", "train_loss", "train_acc", "test_acc", "nfe_forward", "nfe_backward"]
+
+
+def sweep_dirs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.glob("outputs/sweeps/*/*/sweep.json"))
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    return sorted((p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()), key=_num)
+
+
+def _num(path: Path) -> int:
+    return int(path.name.split("_")[0])
+
+
+def status(job_dir: Path) -> str:
+    return json.loads((job_dir / "run.json").read_text())["status"]
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory) -> tuple[Path, object]:
+    """One 2 sensealgs × 2 seeds sweep, shared by the tests that only read it."""
+    root = tmp_path_factory.mktemp("sweep")
+    result = run_cli(["sweep", "-m", "sensealg=direct,adjoint", "seed=0,1", *TINY2], root)
+    return root, result
+
+
+def test_sweep_runs_every_combination_in_its_own_folder(swept) -> None:
+    root, result = swept
+    assert result.returncode == 0, result.stdout + result.stderr
+    (sweep_dir,) = sweep_dirs(root)
+    jobs = job_dirs(sweep_dir)
+    assert [j.name for j in jobs] == [
+        "0_data.n=200,seed=0,sensealg=direct,train.batch_size=64,train.epochs=2",
+        "1_data.n=200,seed=1,sensealg=direct,train.batch_size=64,train.epochs=2",
+        "2_data.n=200,seed=0,sensealg=adjoint,train.batch_size=64,train.epochs=2",
+        "3_data.n=200,seed=1,sensealg=adjoint,train.batch_size=64,train.epochs=2",
+    ]
+    assert all(status(j) == "completed" for j in jobs)
+    assert all(len(pd.read_csv(j / "metrics.csv")) == 2 for j in jobs)
+    for n in range(1, 5):
+        assert f"[sweep] job {n}/4 started" in result.stdout
+    # the summary table: one row per job with its overrides and status
+    assert result.stdout.count("completed") >= 4
+    assert "sensealg=adjoint seed=1" in result.stdout
+    assert "all 4 job(s) completed" in result.stdout
+
+
+def test_report_on_the_sweep(swept, tmp_path: Path) -> None:
+    root, _ = swept
+    result = run_cli(["report", "--format", "markdown", "--plot", str(tmp_path / "r.png")], root)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("|")]
+    assert len(rows) == 2 + 2
+    assert rows[2].startswith("| sensealg=direct | 2 | 2 | ")
+    assert rows[3].startswith("| sensealg=adjoint | 2 | 2 | ")
+    assert all(row.count("±") >= 8 for row in rows[2:])
+    assert "1.00×" in rows[2]
+    assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bad_value_in_one_job_exits_2_before_anything_runs(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from nodecli import cli
+
+    monkeypatch.chdir(tmp_path)
+    for args, message in [
+        (["sensealg=direct,nope"], "sensealg=nope is not an option"),
+        (["train.epochs=1,0"], "train.epochs=0 is out of range"),
+        (["hydra/launcher=nope"], "hydra/launcher=nope is not an installed launcher"),
+        (["sweep.resume=does/not/exist"], "no such sweep directory"),
+        (["--cfg", "job"], "sweep takes overrides only"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["sweep", *args])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2, (args, err)
+        assert message in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / "outputs").exists()
+
+
+def test_failed_job_does_not_stop_others_and_resume_reruns_only_it(cli, tmp_path: Path) -> None:
+    # solver.max_steps=1 validates but the solver gives up at run time: a failed run.
+    result = cli("sweep", "solver.max_steps=1,10000", *TINY1)
+    assert result.returncode == 1
+    (sweep_dir,) = sweep_dirs(tmp_path)
+    failed, ok = job_dirs(sweep_dir)
+    assert status(failed) == "failed" and status(ok) == "completed"
+    assert "SolverError" in result.stdout  # the summary names the error
+    assert "1 of 2 job(s) did not complete" in result.stdout
+    completed_record = (ok / "run.json").read_text()
+
+    result = cli("sweep", f"sweep.resume={sweep_dir}")
+    assert result.returncode == 1
+    assert "job 2/2 skipped (already completed)" in result.stdout
+    assert "job 1/2 started" in result.stdout and "job 2/2 started" not in result.stdout
+    assert (ok / "run.json").read_text() == completed_record  # untouched
+    assert not (ok / "attempts").exists()
+    assert json.loads((failed / "attempts" / "1" / "run.json").read_text())["status"] == "failed"
+    assert status(failed) == "failed"
+    assert len(sweep_dirs(tmp_path)) == 1  # resumed in place
+
+
+@pytest.fixture(scope="module")
+def basic_tiny(tmp_path_factory) -> Path:
+    """A 2-job sweep (seed=0,1, one epoch) with the basic launcher, to compare with."""
+    root = tmp_path_factory.mktemp("basic")
+    result = run_cli(["sweep", "seed=0,1", *TINY1, f"hydra.sweep.dir={root / 'sweep'}"], root)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return root / "sweep"
+
+
+def test_resume_completes_a_killed_job(cli, tmp_path: Path, basic_tiny: Path) -> None:
+    sweep_dir = tmp_path / "outputs" / "sweeps" / "copy"
+    shutil.copytree(basic_tiny, sweep_dir)
+    killed, done = job_dirs(sweep_dir)
+    info = json.loads((killed / "run.json").read_text())
+    # A job that is still alive (fresh heartbeat, live pid here) is not run twice.
+    live = {**info, "status": "running", "pid": os.getpid(), "host": socket.gethostname()}
+    live["heartbeat_at"] = datetime.now(timezone.utc).isoformat()
+    (killed / "run.json").write_text(json.dumps(live))
+    result = cli("sweep", f"sweep.resume={sweep_dir}")
+    assert result.returncode == 2 and "is still running" in result.stderr, result.stderr
+    # What SIGKILL leaves behind: status still "running", an old heartbeat.
+    info.update(status="running", heartbeat_at="2020-01-01T00:00:00.000+00:00", ended_at=None)
+    (killed / "run.json").write_text(json.dumps(info))
+    report = cli("report", "--format", "json")
+    assert [r["status"] for r in json.loads(report.stdout)["incomplete"]] == ["stale"]
+
+    result = cli("sweep", f"sweep.resume={sweep_dir}")
+    assert result.returncode == 0, result.stdout
+    assert "job 2/2 skipped" in result.stdout and "job 1/2 started" in result.stdout
+    assert status(killed) == "completed" and status(done) == "completed"
+    assert json.loads((killed / "attempts" / "1" / "run.json").read_text())["status"] == "running"
+    report = cli("report", "--format", "json")
+    assert json.loads(report.stdout)["incomplete"] == []
+
+
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+        ["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5"],
+    ],
+    ids=["joblib", "submitit_local"],
+)
+def test_launchers_write_the_same_records_as_basic(
+    cli, tmp_path: Path, basic_tiny: Path, launcher
+) -> None:
+    other = tmp_path / "other"
+    result = cli("sweep", "seed=0,1", *TINY1, *launcher, f"hydra.sweep.dir={other}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "job 2/2 queued" in result.stdout
+    pairs = list(zip(job_dirs(basic_tiny), job_dirs(other), strict=True))
+    assert len(pairs) == 2
+    for a, b in pairs:
+        assert a.name == b.name and status(b) == "completed"
+        pd.testing.assert_frame_equal(
+            pd.read_csv(a / "metrics.csv")[SAME], pd.read_csv(b / "metrics.csv")[SAME]
+        )
+        assert (a / ".hydra" / "config.yaml").read_text() == (
+            b / ".hydra" / "config.yaml"
+        ).read_text()
+
+
+def test_resume_with_the_same_overrides_in_any_order(cli, tmp_path: Path, basic_tiny) -> None:
+    sweep_dir = tmp_path / "copy"
+    shutil.copytree(basic_tiny, sweep_dir)
+    before = [(j / "run.json").read_text() for j in job_dirs(sweep_dir)]
+    reordered = [*reversed(TINY1), "seed=0,1"]
+    result = cli("sweep", *reordered, f"sweep.resume={sweep_dir}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("skipped (already completed)") == 2
+    assert [(j / "run.json").read_text() for j in job_dirs(sweep_dir)] == before
+    assert len(job_dirs(sweep_dir)) == 2
+    result = cli("sweep", "seed=0,1,2", *TINY1, f"sweep.resume={sweep_dir}")
+    assert result.returncode == 2 and "resume it with the same overrides" in result.stderr
