@@ -14,6 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_wheel_ships_conf_and_runs_from_elsewhere(tmp_path: Path) -> None:
+    # Build from a copy so the build leaves no egg-info/build folders in the checkout.
+    source = tmp_path / "source"
+    skip = (".venv", ".git", "outputs", "data", "build", "*.egg-info", "__pycache__", ".*_cache")
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*skip))
     wheels = tmp_path / "wheels"
     subprocess.run(
         [
@@ -26,7 +30,7 @@ def test_wheel_ships_conf_and_runs_from_elsewhere(tmp_path: Path) -> None:
             "--no-build-isolation",
             "-w",
             str(wheels),
-            str(ROOT),
+            str(source),
         ],
         check=True,
         capture_output=True,
