@@ -563,18 +563,30 @@ NOTES = (
 
 
 def render_rich(summary: Summary) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    from nodecli.console import make_console
+
+    console = make_console()
     headers, rows = display_table(summary)
-    table = Table(title="nodecli report", caption=describe(summary) + "\n" + NOTES)
-    for i, name in enumerate(headers):
-        table.add_column(
-            name, justify="left" if i == 0 else "right", overflow="fold", no_wrap=i < 2
-        )
-    for cells in rows:
-        table.add_row(*cells)
+    caption = describe(summary) + "\n" + NOTES
+    needed = sum(max(len(h), *(len(r[i]) for r in rows)) + 3 for i, h in enumerate(headers))
+    if rows and needed > console.width:
+        # Too wide for this terminal: one column per group, one row per figure.
+        table = Table(title="nodecli report", caption=caption)
+        table.add_column("", justify="left", no_wrap=True)
+        for cells in rows:
+            table.add_column(cells[0], justify="right", no_wrap=True)
+        for i, name in enumerate(headers[1:], start=1):
+            table.add_row(name, *(cells[i] for cells in rows))
+    else:
+        table = Table(title="nodecli report", caption=caption)
+        for i, name in enumerate(headers):
+            table.add_column(
+                name, justify="left" if i == 0 else "right", overflow="fold", no_wrap=i < 2
+            )
+        for cells in rows:
+            table.add_row(*cells)
     console.print(table)
     if len(summary.incomplete):
         headers, rows = incomplete_table(summary)

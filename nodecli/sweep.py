@@ -405,9 +405,8 @@ def _varying_keys(jobs: list[list[str]]) -> set[str]:
 
 
 def sweep_command(args: list[str]) -> int:
-    from rich.console import Console
-
     from nodecli.cli import hydra_arg_parser, run_hydra
+    from nodecli.console import make_console
 
     args = [a for a in args if a not in ("-m", "--multirun")]  # sweep always means multirun
     if any(a in ("-h", "--help") for a in args):
@@ -446,7 +445,7 @@ def sweep_command(args: list[str]) -> int:
         )
         + "\n",
     )
-    console = Console(highlight=False)
+    console = make_console()
     verb = "resuming" if plan.resume else "running"
     print(f"[sweep] {verb} {len(plan.jobs)} job(s) in {plan.sweep_dir}", flush=True)
     launcher = [o for o in plan.hydra_overrides if o.startswith("hydra/launcher=")]

@@ -15,13 +15,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from torch import Tensor
 
 from nodecli.config import Config
+from nodecli.console import make_console
 from nodecli.data import DataSplit, load_dataset, shuffled_batches
 from nodecli.device import resolve_device, synchronize
 from nodecli.model import NeuralODEClassifier, build_model
@@ -33,8 +33,8 @@ from nodecli.signals import GracefulStop, StopRequested
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(highlight=False, soft_wrap=True, stderr=True)
+console = make_console()
+err_console = make_console(stderr=True)
 
 
 class TrainingError(RuntimeError):
