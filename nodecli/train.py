@@ -25,6 +25,7 @@ from nodecli.data import DataSplit, load_dataset, shuffled_batches
 from nodecli.device import resolve_device, synchronize
 from nodecli.model import NeuralODEClassifier, build_model
 from nodecli.ode.sensitivity import SolveSpec
+from nodecli.optim import Adam
 from nodecli.runs import RunRecord
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -84,9 +85,14 @@ def format_epoch_line(epoch: int, epochs: int, r: EpochResult) -> str:
     )
 
 
+def make_optimizer(model: torch.nn.Module, lr: float) -> Adam:
+    """The training optimiser: Adam with the reference's defaults (see nodecli.optim)."""
+    return Adam(model.parameters(), lr=lr)
+
+
 def train_epoch(
     model: NeuralODEClassifier,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Adam | torch.optim.Optimizer,
     data: DataSplit,
     batch_size: int,
     generator: torch.Generator,
@@ -186,7 +192,7 @@ def _train(cfg: Config, device: torch.device, record: RunRecord) -> list[EpochRe
     model = build_model(
         cfg.layer_style.name, solve_spec(cfg), cfg.model.latent, cfg.model.hidden, cfg.model.t1
     ).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    optimizer = make_optimizer(model, cfg.train.lr)
     generator = torch.Generator().manual_seed(cfg.seed)
     epochs = cfg.train.epochs
     n_batches = math.ceil(len(data.y_train) / cfg.train.batch_size)
