@@ -35,6 +35,7 @@ METRIC_COLUMNS = (
     "nfe_forward",
     "nfe_backward",
     "peak_memory_bytes",
+    "compile_time_s",
 )
 
 STATUSES = ("running", "completed", "failed", "interrupted")

@@ -2,8 +2,10 @@
 
 `module` keeps the parameters inside an nn.Module (Lux's NeuralODE container layer);
 `functional` is a stateless function whose parameters are passed explicitly (Lux's
-explicit-parameter style). Both are built from the same initialised module, so for the
-same seed they hold the same numbers and compute the same trajectory.
+explicit-parameter style); `compiled` is the functional field whose whole solver step goes
+through torch.compile (nodecli.ode.compiled; the ODE block builds that step). All are
+built from the same initialised module, so for the same seed they hold the same numbers
+and compute the same trajectory.
 """
 
 from __future__ import annotations
@@ -49,13 +51,13 @@ class VectorField(nn.Module):
         mlp = MLPVectorField(latent, hidden)
         if style == "module":
             self.mlp = mlp
-        elif style == "functional":
+        elif style in ("functional", "compiled"):
             # Only the tensors are kept; the computation is the free function above.
             self.params = nn.ParameterList(
                 [mlp.l1.weight, mlp.l1.bias, mlp.l2.weight, mlp.l2.bias, mlp.l3.weight, mlp.l3.bias]
             )
         else:
-            raise ValueError(f"unknown layer_style {style!r}; valid: module, functional")
+            raise ValueError(f"unknown layer_style {style!r}; valid: module, functional, compiled")
 
     def func(self) -> Callable[[float | Tensor, Tensor], Tensor]:
         """The callable f(t, y) to integrate."""
