@@ -44,6 +44,7 @@ class ODEBlock(nn.Module):
         return self.counter.total
 
     def forward(self, y0: Tensor) -> Tensor:
+        self.counter.f = self.field.func()  # per solve: functional styles prepare weights
         return solve(
             self.counter,
             y0,
