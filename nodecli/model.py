@@ -21,8 +21,15 @@ class ODEBlock(nn.Module):
         self.t1 = t1
         self.counter = CountingField(field.func())
         # layer_style=compiled: the adaptive step as one compiled graph (nodecli.ode.compiled).
+        # Only where nodecli's own integrator is differentiated (direct, adaptive steps);
+        # elsewhere the compiled style runs its functional field eagerly.
         self.stepper: CompiledStep | None = None
-        if field.style == "compiled" and TABLEAUS[spec.method].adaptive:
+        if (
+            field.style == "compiled"
+            and spec.sensealg == "direct"
+            and spec.step_size is None
+            and TABLEAUS[spec.method].adaptive
+        ):
             self.stepper = CompiledStep(
                 mlp_vector_field,
                 list(field.params),
@@ -34,7 +41,7 @@ class ODEBlock(nn.Module):
 
     def warm_up(self, batch: int) -> float:
         """Compile what layer_style=compiled compiles, now; returns seconds (0 otherwise)."""
-        if self.stepper is None or self.spec.sensealg != "direct" or self.spec.step_size:
+        if self.stepper is None:
             return 0.0
         return self.stepper.warm_up(batch, self.field.params[0].shape[1])
 
