@@ -155,7 +155,7 @@ class TorchodeBlock(nn.Module):
         super().__init__()
         import torchode as to
 
-        self.to, self.field = to, field
+        self.torchode, self.field = to, field  # (not `self.to`: that is nn.Module.to)
         term = to.ODETerm(field)
         step = to.Tsit5(term=term)
         controller = to.IntegralController(atol=ATOL, rtol=RTOL, term=term)
@@ -164,7 +164,7 @@ class TorchodeBlock(nn.Module):
 
     def forward(self, y0: Tensor) -> Tensor:
         t_eval = self.t.expand(len(y0), 2)
-        sol = self.solver.solve(self.to.InitialValueProblem(y0=y0, t_eval=t_eval))
+        sol = self.solver.solve(self.torchode.InitialValueProblem(y0=y0, t_eval=t_eval))
         return sol.ys[:, -1]
 
 
