@@ -27,7 +27,7 @@ lint: install
 
 bench: install
 	$(PY) -m pip install --quiet -e '.[bench]'
-	$(PY) benchmarks/bench_epoch.py --out benchmarks/RESULTS.md
+	$(PY) benchmarks/bench_epoch.py --epochs 9 --rounds 4 --out benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) outputs build *.egg-info

@@ -20,7 +20,7 @@ ADAPTIVE_SOLVERS = ("tsit5", "dopri5", "bosh3", "dopri8")
 FIXED_SOLVERS = ("rk4", "euler", "midpoint")
 SOLVERS = ADAPTIVE_SOLVERS + FIXED_SOLVERS
 DEVICES = ("auto", "cpu", "cuda", "mps")
-LAYER_STYLES = ("module", "functional")
+LAYER_STYLES = ("module", "functional", "compiled")
 DATASETS = ("mnist_bundled", "mnist")
 
 

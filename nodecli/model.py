@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from nodecli.ode.compiled import CompiledStep
 from nodecli.ode.sensitivity import CountingField, SolveSpec, solve
-from nodecli.ode.vector_field import VectorField
+from nodecli.ode.tableaus import TABLEAUS
+from nodecli.ode.vector_field import VectorField, mlp_vector_field
 
 
 class ODEBlock(nn.Module):
@@ -18,6 +20,30 @@ class ODEBlock(nn.Module):
         self.spec = spec
         self.t1 = t1
         self.counter = CountingField(field.func())
+        # layer_style=compiled: the adaptive step as one compiled graph (nodecli.ode.compiled).
+        # Only where nodecli's own integrator is differentiated (direct, adaptive steps);
+        # elsewhere the compiled style runs its functional field eagerly.
+        self.stepper: CompiledStep | None = None
+        if (
+            field.style == "compiled"
+            and spec.sensealg == "direct"
+            and spec.step_size is None
+            and TABLEAUS[spec.method].adaptive
+        ):
+            self.stepper = CompiledStep(
+                mlp_vector_field,
+                list(field.params),
+                spec.method,
+                spec.rtol,
+                spec.atol,
+                on_evaluations=self.counter.add,
+            )
+
+    def warm_up(self, batch: int) -> float:
+        """Compile what layer_style=compiled compiles, now; returns seconds (0 otherwise)."""
+        if self.stepper is None:
+            return 0.0
+        return self.stepper.warm_up(batch, self.field.params[0].shape[1])
 
     @property
     def nfe(self) -> int:
@@ -25,7 +51,16 @@ class ODEBlock(nn.Module):
         return self.counter.total
 
     def forward(self, y0: Tensor) -> Tensor:
-        return solve(self.counter, y0, list(self.field.parameters()), 0.0, self.t1, self.spec)
+        self.counter.f = self.field.func()  # per solve: functional styles prepare weights
+        return solve(
+            self.counter,
+            y0,
+            list(self.field.parameters()),
+            0.0,
+            self.t1,
+            self.spec,
+            stepper=self.stepper,
+        )
 
 
 class NeuralODEClassifier(nn.Module):

@@ -9,6 +9,7 @@ so a killed process never leaves a half-written file behind.
 from __future__ import annotations
 
 import csv
+import importlib.metadata
 import io
 import json
 import os
@@ -35,6 +36,7 @@ METRIC_COLUMNS = (
     "nfe_forward",
     "nfe_backward",
     "peak_memory_bytes",
+    "compile_time_s",
 )
 
 STATUSES = ("running", "completed", "failed", "interrupted")
@@ -66,17 +68,27 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _dist_version(name: str) -> str:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def versions() -> dict[str, str]:
-    """Versions that decide the numbers a run produces."""
+    """Versions that decide the numbers a run produces.
+
+    torchdiffeq's version comes from the package metadata: importing it pulls in scipy
+    (~0.7 s), which a `sensealg=direct` run never needs.
+    """
     import torch
-    import torchdiffeq
 
     import nodecli
 
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchdiffeq": getattr(torchdiffeq, "__version__", "unknown"),
+        "torchdiffeq": _dist_version("torchdiffeq"),
         "nodecli": nodecli.__version__,
     }
 

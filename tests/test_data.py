@@ -124,3 +124,17 @@ def test_batches_cover_every_example_once_in_seeded_order() -> None:
     assert sorted(torch.cat([b[1] for b in batches]).tolist()) == list(range(10))
     again = list(shuffled_batches(x, y, 4, torch.Generator().manual_seed(0)))
     assert all(torch.equal(a[1], b[1]) for a, b in zip(batches, again, strict=False))
+
+
+def test_bundled_cache_is_written_reused_and_optional(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("NODECLI_CACHE_DIR", str(tmp_path / "cache"))
+    images, labels = load_bundled()
+    (cached,) = (tmp_path / "cache").glob("mnist_5k-*.npy")
+    again_images, again_labels = load_bundled()  # now from the .npy
+    assert np.array_equal(images, again_images) and np.array_equal(labels, again_labels)
+    cached.write_bytes(b"not an array")  # a corrupt cache is parsed afresh and rewritten
+    assert np.array_equal(load_bundled()[0], images)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("NODECLI_CACHE_DIR", str(blocker / "sub"))  # cannot be created
+    assert np.array_equal(load_bundled()[1], labels)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from nodecli.ode.solver import integrate
+from nodecli.ode.solver import Stepper, integrate
 
 SENSEALGS = ("direct", "adjoint")
 
@@ -55,6 +55,12 @@ class CountingField:
             self._recorded += 1
         return out
 
+    def add(self, n: int) -> None:
+        """Count N evaluations made elsewhere (inside a fused, compiled solver step)."""
+        self.calls += n
+        if torch.is_grad_enabled():
+            self._recorded += n
+
     @property
     def total(self) -> int:
         """Forward evaluations plus backward (vector-Jacobian) evaluations so far."""
@@ -72,9 +78,19 @@ class CountingField:
 
 
 def solve(
-    f: CountingField, y0: Tensor, params: Sequence[Tensor], t0: float, t1: float, spec: SolveSpec
+    f: CountingField,
+    y0: Tensor,
+    params: Sequence[Tensor],
+    t0: float,
+    t1: float,
+    spec: SolveSpec,
+    stepper: Stepper | None = None,
 ) -> Tensor:
-    """y(t1) for dy/dt = f(t, y), differentiable with the chosen sensitivity method."""
+    """y(t1) for dy/dt = f(t, y), differentiable with the chosen sensitivity method.
+
+    `stepper` (layer_style=compiled) is a fused implementation of the adaptive step, used
+    where the solve runs through nodecli's own integrator (direct).
+    """
     if spec.sensealg == "direct":
         recorded_before = f._recorded
         y1 = integrate(
@@ -87,6 +103,7 @@ def solve(
             atol=spec.atol,
             step_size=spec.step_size,
             max_steps=spec.max_steps,
+            stepper=stepper if spec.step_size is None else None,
         ).y1
         f.count_backward_on(y1, recorded_before)
         return y1

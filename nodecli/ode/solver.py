@@ -32,6 +32,9 @@ __all__ = ["Solution", "SolverError", "integrate"]
 
 VectorField = Callable[[float, Tensor], Tensor]
 Norm = Callable[[Tensor], Tensor]
+# A fused implementation of one embedded RK step (for example a compiled one, see
+# nodecli.ode.compiled): (y, f(t, y), t, h) -> (y1, last stage, scaled RMS error norm).
+Stepper = Callable[[Tensor, Tensor, float, float], tuple[Tensor, Tensor, Tensor]]
 
 # Step-size controller constants, as torchdiffeq's RKAdaptiveStepsizeODESolver.
 _SAFETY = 0.9
@@ -157,6 +160,7 @@ def integrate(
     record: bool = False,
     record_stages: bool = False,
     norm: Norm | None = None,
+    stepper: Stepper | None = None,
 ) -> Solution:
     """Solve dy/dt = f(t, y), y(t0) = y0, up to t1 (t1 < t0 integrates backwards).
 
@@ -165,7 +169,9 @@ def integrate(
     bounds the attempted steps (accepted + rejected). `norm` maps the scaled error
     err / (atol + rtol·max(|y0|, |y1|)) to a scalar (default: RMS over all elements).
     `record` keeps the accepted-step grid, states and step sizes; `record_stages` also
-    keeps each step's stages for `tableaus.interpolate`.
+    keeps each step's stages for `tableaus.interpolate`. `stepper` replaces the stage loop
+    and error norm of adaptive steps by a fused implementation of the same step (it must
+    compute exactly what this loop computes, with the default RMS norm).
     """
     if method not in TABLEAUS:
         raise ValueError(
@@ -189,6 +195,8 @@ def integrate(
         )
     if not (rtol >= 0.0 and atol >= 0.0 and rtol + atol > 0.0):
         raise ValueError(f"solver.rtol/atol must be >= 0 and not both 0, got {rtol}, {atol}")
+    if stepper is not None and (record_stages or norm is not None):
+        raise ValueError("a fused stepper keeps no stages and uses the default norm")
     return _integrate_adaptive(
         f,
         y0,
@@ -202,6 +210,7 @@ def integrate(
         record,
         record_stages,
         norm,
+        stepper,
     )
 
 
@@ -274,6 +283,7 @@ def _integrate_adaptive(
     record: bool,
     record_stages: bool,
     norm: Norm | None,
+    stepper: Stepper | None = None,
 ) -> Solution:
     """Embedded-pair error control with torchdiffeq's controller; last step clipped to t1."""
     sol = Solution(y1=y0)
@@ -331,24 +341,29 @@ def _integrate_adaptive(
         if f0 is None:  # only for non-FSAL tableaus
             f0 = f(t, y)
             sol.nfe += 1
-        ks = [f0]
-        yi = y
-        for c, terms in plan.stages:
-            yi = _lincomb(y, ks, terms, h)
-            ks.append(f(t_next if c == 1.0 else t + c * h, yi))
         sol.nfe += len(plan.stages)
-        y1 = yi if tab.fsal else _lincomb(y, ks, plan.b, h)
         attempts += 1
+        if stepper is not None:
+            y1, k_last, err_norm = stepper(y, f0, t, h)
+            ks = [k_last]
+            ratio = float(err_norm)
+        else:
+            ks = [f0]
+            yi = y
+            for c, terms in plan.stages:
+                yi = _lincomb(y, ks, terms, h)
+                ks.append(f(t_next if c == 1.0 else t + c * h, yi))
+            y1 = yi if tab.fsal else _lincomb(y, ks, plan.b, h)
 
-        with torch.no_grad():
-            err = _lincomb_zero(ks, plan.b_err, h)
-            abs_y1 = y1.abs()
-            tol = torch.maximum(abs_y, abs_y1).mul_(rtol).add_(atol)
-            err.div_(tol)
-            if norm is None:
-                ratio = float(torch.linalg.vector_norm(err)) * inv_sqrt_n
-            else:
-                ratio = float(norm(err))
+            with torch.no_grad():
+                err = _lincomb_zero(ks, plan.b_err, h)
+                abs_y1 = y1.abs()
+                tol = torch.maximum(abs_y, abs_y1).mul_(rtol).add_(atol)
+                err.div_(tol)
+                if norm is None:
+                    ratio = float(torch.linalg.vector_norm(err)) * inv_sqrt_n
+                else:
+                    ratio = float(norm(err))
 
         if ratio <= 1.0:
             if record:
@@ -357,7 +372,9 @@ def _integrate_adaptive(
                 sol.hs.append(h)
                 if record_stages:
                     sol.ks.append(ks)
-            y, t, abs_y = y1, t_next, abs_y1
+            y, t = y1, t_next
+            if stepper is None:
+                abs_y = abs_y1
             f0 = ks[-1] if tab.fsal else None
             sol.n_steps += 1
         else:
