@@ -11,7 +11,9 @@ so that λ(t0) = ∂L/∂y0 and μ(t0) = ∂L/∂p. Each evaluation costs one ve
 one batched VJP (`torch.autograd.grad` w.r.t. (y, params)). The error norm is torchdiffeq's
 for tuple states, max over the parts' RMS norms; `seminorm` leaves μ out of it (Kidger et
 al. 2021, "Hey, that's not an ODE"). Tolerances: `adjoint_rtol`/`adjoint_atol`, defaulting
-to the forward ones. Memory held for backward: y(t1) only, whatever the number of steps.
+to the forward ones. The backward solve starts with the forward solve's last accepted
+step size (saving the initial-step probe, which would cost an evaluation and a VJP).
+Memory held for backward: y(t1) only, whatever the number of steps.
 """
 
 from __future__ import annotations
@@ -67,8 +69,11 @@ def backward_solve(f: Any, a1: Tensor, t1: float, t0: float, spec: Any, norm: An
 class _Backsolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, f: Any, spec: Any, t0: float, t1: float, y0: Tensor, *params: Tensor):
-        y1 = forward_solve(f, y0, t0, t1, spec).y1
+        sol = forward_solve(f, y0, t0, t1, spec, record=True)
+        y1 = sol.y1
         ctx.f, ctx.spec, ctx.t0, ctx.t1 = f, spec, t0, t1
+        ctx.first_step = abs(sol.hs[-1]) if sol.hs else None
+        del sol
         ctx.n_params = len(params)
         ctx.save_for_backward(y1, *params)
         return y1
@@ -80,8 +85,7 @@ class _Backsolve(torch.autograd.Function):
         shape = y1.shape
         n = y1.numel()
         n_p = sum(p.numel() for p in params)
-        zeros = {i: torch.zeros_like(p) for i, p in enumerate(params)}
-        counter = f
+        zeros = [torch.zeros_like(p) for p in params]
 
         def augmented(t: float, a: Tensor) -> Tensor:
             y = a[:n].view(shape)
@@ -90,10 +94,10 @@ class _Backsolve(torch.autograd.Function):
                 y = y.detach().requires_grad_()
                 fy = f(t, y)
                 grads = torch.autograd.grad(fy, (y, *params), lam, allow_unused=True)
-            counter.backpropagated += 1
-            parts = [fy.detach().reshape(-1)]
-            for i, g in enumerate(grads):
-                parts.append((zeros[i - 1] if g is None else g).reshape(-1))
+            f.backpropagated += 1
+            parts = [fy.detach().reshape(-1), grads[0].reshape(-1)]
+            for g, z in zip(grads[1:], zeros, strict=True):
+                parts.append((z if g is None else g).reshape(-1))
             out = torch.cat(parts)
             out[n:].neg_()
             return out
@@ -101,7 +105,9 @@ class _Backsolve(torch.autograd.Function):
         a1 = torch.cat([y1.reshape(-1), grad_y1.reshape(-1), y1.new_zeros(n_p)])
         norm = mixed_norm((n, n, n_p), use=2 if spec.seminorm else 3)
         with torch.no_grad():
-            a0 = backward_solve(augmented, a1, ctx.t1, ctx.t0, spec, norm).y1
+            a0 = backward_solve(
+                augmented, a1, ctx.t1, ctx.t0, spec, norm, first_step=ctx.first_step
+            ).y1
         grad_y0 = a0[n : 2 * n].view(shape)
         return (None, None, None, None, grad_y0, *split_flat(a0[2 * n :], params))
 
