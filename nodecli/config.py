@@ -41,6 +41,7 @@ class SolverConfig:
 class SensealgConfig:
     name: str = "direct"
     seminorm: bool = False
+    checkpointing: bool = False
     adjoint_rtol: float | None = None
     adjoint_atol: float | None = None
 

@@ -1,6 +1,11 @@
 """sensealg=gauss: adjoint λ solved backwards, ∫ λᵀ ∂f/∂p dt by Gauss–Legendre quadrature.
 
-Forward: as `interpolating`, the forward solution's dense output is kept. Backward: only
+Forward: as `interpolating`. With `sensealg.checkpointing=true` (gauss's default, as
+SciMLSensitivity's GaussAdjoint(checkpointing=true) with checkpoints at t0 only) only
+y0 is held for backward, and the backward pass first recomputes the forward solution
+with its dense output (one more forward solve, counted in the backward NFE): memory
+held after the forward pass is then constant in the number of steps. With
+`checkpointing=false` the forward dense output is held instead. Backward: only
 λ is integrated from t1 to t0, dλ/dt = -λᵀ ∂f/∂y(t, y(t)), with y(t) from the forward
 dense output; its error control sees λ alone (there is no μ in the state, so the
 parameter gradient never forces small steps). Then, on each accepted backward step
@@ -29,8 +34,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nodecli.ode.adjoint import backward_solve, forward_solve
+from nodecli.ode.adjoint import backward_solve
 from nodecli.ode.dense import DenseOutput, grads_or_zeros
+from nodecli.ode.interpolating import load_forward, save_forward
 from nodecli.ode.tableaus import TABLEAUS
 
 
@@ -48,21 +54,11 @@ def n_gauss_points(method: str) -> int:
 class _Gauss(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, f: Any, spec: Any, t0: float, t1: float, y0: Tensor, *params: Tensor):
-        sol = forward_solve(f, y0, t0, t1, spec, record=True, record_stages=True)
-        dense = DenseOutput.from_solution(spec.method, sol, f)
-        ctx.f, ctx.spec, ctx.t0, ctx.t1, ctx.dense = f, spec, t0, t1, dense
-        tensors = dense.take_tensors()
-        ctx.n_dense = len(tensors)
-        ctx.save_for_backward(*tensors, *params)
-        return sol.y1
+        return save_forward(ctx, f, spec, t0, t1, y0, params)
 
     @staticmethod
     def backward(ctx: Any, grad_y1: Tensor):
-        saved = ctx.saved_tensors
-        ydense: DenseOutput = ctx.dense
-        ctx.dense = None
-        ydense.restore_tensors(saved[: ctx.n_dense])
-        params = saved[ctx.n_dense :]
+        ydense, params = load_forward(ctx)
         f, spec = ctx.f, ctx.spec
 
         def lam_field(t: float, lam: Tensor) -> Tensor:

@@ -9,6 +9,8 @@ output. Backward: only [λ, μ] is integrated from t1 to t0,
 with y(t) interpolated from the forward solution (SciMLSensitivity's InterpolatingAdjoint
 with a dense forward solution), so y is never re-integrated backwards: no instability of
 the backward y solve, at the cost of holding the forward solution. Any state shape.
+With `sensealg.checkpointing=true` only y0 is held, and the backward pass recomputes the
+forward dense output first (one more forward solve, counted in the backward NFE).
 """
 
 from __future__ import annotations
@@ -23,24 +25,48 @@ from nodecli.ode.adjoint import backward_solve, forward_solve
 from nodecli.ode.dense import DenseOutput, mixed_norm, split_flat
 
 
+def save_forward(
+    ctx: Any, f: Any, spec: Any, t0: float, t1: float, y0: Tensor, params: Sequence[Tensor]
+) -> Tensor:
+    """Forward solve; keep its dense output, or with `spec.checkpointing` only y0."""
+    ctx.f, ctx.spec, ctx.t0, ctx.t1 = f, spec, t0, t1
+    if spec.checkpointing:
+        y1 = forward_solve(f, y0, t0, t1, spec).y1
+        ctx.dense, ctx.n_dense = None, 1
+        ctx.save_for_backward(y0, *params)
+        return y1
+    sol = forward_solve(f, y0, t0, t1, spec, record=True, record_stages=True)
+    ctx.dense = DenseOutput.from_solution(spec.method, sol, f)
+    tensors = ctx.dense.take_tensors()  # saved below: the only references kept
+    ctx.n_dense = len(tensors)
+    ctx.save_for_backward(*tensors, *params)
+    return sol.y1
+
+
+def load_forward(ctx: Any) -> tuple[DenseOutput, tuple[Tensor, ...]]:
+    """The forward dense output (recomputed from y0 with `checkpointing`) and the params."""
+    saved = ctx.saved_tensors
+    params = saved[ctx.n_dense :]
+    if ctx.dense is None:
+        with torch.no_grad():
+            sol = forward_solve(
+                ctx.f, saved[0], ctx.t0, ctx.t1, ctx.spec, record=True, record_stages=True
+            )
+        return DenseOutput.from_solution(ctx.spec.method, sol, ctx.f), params
+    dense: DenseOutput = ctx.dense
+    ctx.dense = None
+    dense.restore_tensors(saved[: ctx.n_dense])
+    return dense, params
+
+
 class _Interpolating(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, f: Any, spec: Any, t0: float, t1: float, y0: Tensor, *params: Tensor):
-        sol = forward_solve(f, y0, t0, t1, spec, record=True, record_stages=True)
-        dense = DenseOutput.from_solution(spec.method, sol, f)
-        ctx.f, ctx.spec, ctx.t0, ctx.t1, ctx.dense = f, spec, t0, t1, dense
-        tensors = dense.take_tensors()
-        ctx.n_dense = len(tensors)
-        ctx.save_for_backward(*tensors, *params)
-        return sol.y1
+        return save_forward(ctx, f, spec, t0, t1, y0, params)
 
     @staticmethod
     def backward(ctx: Any, grad_y1: Tensor):
-        saved = ctx.saved_tensors
-        dense: DenseOutput = ctx.dense
-        ctx.dense = None
-        dense.restore_tensors(saved[: ctx.n_dense])
-        params = saved[ctx.n_dense :]
+        dense, params = load_forward(ctx)
         f, spec = ctx.f, ctx.spec
         shape = grad_y1.shape
         n = grad_y1.numel()

@@ -33,6 +33,7 @@ class SolveSpec:
     max_steps: int = 10_000
     sensealg: str = "direct"
     seminorm: bool = False
+    checkpointing: bool = False
     adjoint_rtol: float | None = None
     adjoint_atol: float | None = None
 
