@@ -34,7 +34,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 USAGE = """usage: nodecli COMMAND [overrides ...]
 
 commands:
-  train   train the Neural ODE MNIST classifier once     nodecli train sensealg=adjoint
+  train       train the Neural ODE MNIST classifier once     nodecli train sensealg=adjoint
+  gradcheck   every sensealg's gradient vs a float64 reference  nodecli gradcheck solver.rtol=1e-6
   --help  this message; `nodecli train --help` lists every config group and key
 """
 
@@ -167,7 +168,16 @@ def train_command(args: list[str]) -> int:
     return _exit_codes[-1] if _exit_codes else EXIT_OK
 
 
-COMMANDS: dict[str, Callable[[list[str]], int]] = {"train": train_command}
+def gradcheck_command(args: list[str]) -> int:
+    from nodecli.gradcheck import gradcheck_command as run
+
+    return run(args)
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "train": train_command,
+    "gradcheck": gradcheck_command,
+}
 
 
 def main(argv: list[str] | None = None) -> None:
