@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nodecli.ode.dense import mixed_norm, split_flat
+from nodecli.ode.dense import mixed_norm, split_flat, vjp
 from nodecli.ode.solver import integrate
 
 
@@ -93,7 +93,7 @@ class _Backsolve(torch.autograd.Function):
             with torch.enable_grad():
                 y = y.detach().requires_grad_()
                 fy = f(t, y)
-                grads = torch.autograd.grad(fy, (y, *params), lam, allow_unused=True)
+                grads = vjp(fy, lam, (y, *params))
             f.backpropagated += 1
             parts = [fy.detach().reshape(-1), grads[0].reshape(-1)]
             for g, z in zip(grads[1:], zeros, strict=True):

@@ -102,6 +102,26 @@ class DenseOutput:
         self.ks = [[next(it) for _ in range(m)] for m in k_lens]
 
 
+try:  # the autograd engine's entry point, as torch.autograd.grad calls it
+    from torch.autograd import Variable
+
+    _run_backward = Variable._execution_engine.run_backward  # type: ignore[attr-defined]
+except AttributeError:  # pragma: no cover - other torch versions
+    _run_backward = None
+
+
+def vjp(output: Tensor, cotangent: Tensor, inputs: tuple[Tensor, ...]) -> tuple:
+    """cotangentᵀ ∂output/∂inputs (None for inputs output does not depend on).
+
+    Same as `torch.autograd.grad(output, inputs, cotangent, allow_unused=True)` without
+    its Python-side argument normalisation: called once per backward evaluation by the
+    adjoint methods, where that overhead measured ≈ 30 µs of ≈ 340 µs per call.
+    """
+    if _run_backward is not None and cotangent.shape == output.shape:
+        return _run_backward((output,), (cotangent,), False, False, inputs, True, False)
+    return torch.autograd.grad(output, inputs, cotangent, allow_unused=True)
+
+
 def mixed_norm(sizes: Sequence[int], use: int | None = None) -> Callable[[Tensor], Tensor]:
     """Max over parts of the RMS norm of each part of a flat state (torchdiffeq's norm
     for tuple states). The flat state is the concatenation of parts of SIZES; only the

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from nodecli.ode.adjoint import backward_solve
-from nodecli.ode.dense import DenseOutput, grads_or_zeros
+from nodecli.ode.dense import DenseOutput, grads_or_zeros, vjp
 from nodecli.ode.interpolating import load_forward, save_forward
 from nodecli.ode.tableaus import TABLEAUS
 
@@ -65,7 +65,7 @@ class _Gauss(torch.autograd.Function):
             with torch.enable_grad():
                 y = ydense(t).detach().requires_grad_()
                 fy = f(t, y)
-                (g,) = torch.autograd.grad(fy, y, lam)
+                (g,) = vjp(fy, lam, (y,))
             f.backpropagated += 1
             return g.neg_()
 

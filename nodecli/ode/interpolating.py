@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from nodecli.ode.adjoint import backward_solve, forward_solve
-from nodecli.ode.dense import DenseOutput, mixed_norm, split_flat
+from nodecli.ode.dense import DenseOutput, mixed_norm, split_flat, vjp
 
 
 def save_forward(
@@ -77,7 +77,7 @@ class _Interpolating(torch.autograd.Function):
             with torch.enable_grad():
                 y = dense(t).detach().requires_grad_()
                 fy = f(t, y)
-                grads = torch.autograd.grad(fy, (y, *params), lam, allow_unused=True)
+                grads = vjp(fy, lam, (y, *params))
             f.backpropagated += 1
             parts = [
                 (torch.zeros_like(x) if g is None else g).reshape(-1)
