@@ -64,10 +64,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _ArgError(Exception):
-    pass
-
-
 def parse_args(args: list[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = _parser()
 
