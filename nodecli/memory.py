@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -96,6 +97,10 @@ def measure_step(
         return StepMemory(float(saved.bytes), peak)
     if device.type == "cpu":
         from torch.profiler import ProfilerActivity, profile
+
+        # Kineto logs an ERROR line (no GPU found) and two USDT lines to stderr on every
+        # profile of a CPU-only machine; 6 silences them unless the user chose a level.
+        os.environ.setdefault("KINETO_LOG_LEVEL", "6")
 
         with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             with saved_for_backward(exclude) as saved:

@@ -156,6 +156,8 @@ def epochs_table(results: list[EpochResult]) -> Table:
         "test acc (%)",
         "NFE fwd",
         "NFE bwd",
+        "held (KiB)",
+        "peak (KiB)",
     ):
         table.add_column(name, justify="right")
     for r in results:
@@ -167,6 +169,8 @@ def epochs_table(results: list[EpochResult]) -> Table:
             f"{r.test_acc:.2f}",
             str(r.nfe_forward),
             str(r.nfe_backward),
+            f"{r.hold_memory_bytes / 1024:.1f}",
+            "n/a" if math.isnan(r.peak_memory_bytes) else f"{r.peak_memory_bytes / 1024:.1f}",
         )
     return table
 
