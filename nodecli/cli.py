@@ -38,9 +38,10 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 USAGE = """usage: nodecli COMMAND [overrides ...]
 
 commands:
-  train   train the Neural ODE MNIST classifier once   nodecli train sensealg=adjoint
-  sweep   run every combination, then a summary        nodecli sweep -m seed=0,1
-  report  compare run records (mean ± std over seeds)  nodecli report --format markdown
+  train      train the Neural ODE MNIST classifier once      nodecli train sensealg=adjoint
+  sweep      run every combination, then a summary           nodecli sweep -m seed=0,1
+  report     compare run records (mean ± std over seeds)     nodecli report --format markdown
+  gradcheck  every sensealg's gradient vs a float64 reference nodecli gradcheck solver.rtol=1e-6
   --help  this message; `nodecli train --help` lists every config group and key
 """
 
@@ -262,10 +263,17 @@ def report_command(args: list[str]) -> int:
     return run(args)
 
 
+def gradcheck_command(args: list[str]) -> int:
+    from nodecli.gradcheck import gradcheck_command as run
+
+    return run(args)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": train_command,
     "sweep": sweep_command,
     "report": report_command,
+    "gradcheck": gradcheck_command,
 }
 
 

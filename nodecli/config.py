@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 
-SENSEALGS = ("direct", "adjoint")
+SENSEALGS = ("direct", "adjoint", "checkpoint", "interpolating", "gauss")
 ADAPTIVE_SOLVERS = ("tsit5", "dopri5", "bosh3", "dopri8")
 FIXED_SOLVERS = ("rk4", "euler", "midpoint")
 SOLVERS = ADAPTIVE_SOLVERS + FIXED_SOLVERS
@@ -41,6 +41,7 @@ class SolverConfig:
 class SensealgConfig:
     name: str = "direct"
     seminorm: bool = False
+    checkpointing: bool = False
     adjoint_rtol: float | None = None
     adjoint_atol: float | None = None
 

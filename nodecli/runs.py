@@ -35,6 +35,7 @@ METRIC_COLUMNS = (
     "test_acc",
     "nfe_forward",
     "nfe_backward",
+    "hold_memory_bytes",
     "peak_memory_bytes",
     "compile_time_s",
 )

@@ -51,7 +51,10 @@ def test_same_command_twice_gives_identical_metrics(cli, tmp_path: Path) -> None
 @pytest.mark.parametrize(
     "override, expected",
     [
-        ("sensealg=nope", "valid sensealg options: adjoint, direct"),
+        (
+            "sensealg=nope",
+            "valid sensealg options: adjoint, checkpoint, direct, gauss, interpolating",
+        ),
         ("solver=nope", "valid solver options: bosh3, dopri5, dopri8, euler, midpoint, rk4, tsit5"),
         ("train.epoch=3", "did you mean 'train.epochs'"),
         ("train.epochs=abc", "train.epochs=abc is not a valid integer"),

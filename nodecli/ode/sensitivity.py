@@ -2,7 +2,11 @@
 
 `direct` backpropagates through every operation of nodecli's own solver
 (discretise-then-optimise; accepted step sizes are constants, as in diffrax).
-`adjoint` is the continuous backsolve adjoint from torchdiffeq, with Tsit5 registered.
+`checkpoint` computes the same gradient keeping only the accepted step states
+(checkpoint.py). `adjoint` is nodecli's own continuous backsolve adjoint (adjoint.py);
+`torchdiffeq_adjoint` (not a sensealg option; used to cross-check) is torchdiffeq's
+`odeint_adjoint` with Tsit5 registered. `interpolating` (interpolating.py) and `gauss`
+(gauss.py) solve the adjoint backwards with y(t) from the forward dense output.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from torch import Tensor
 
 from nodecli.ode.solver import Stepper, integrate
 
-SENSEALGS = ("direct", "adjoint")
+SENSEALGS = ("direct", "adjoint", "checkpoint", "interpolating", "gauss")
 
 
 @dataclass(frozen=True)
@@ -29,6 +33,7 @@ class SolveSpec:
     max_steps: int = 10_000
     sensealg: str = "direct"
     seminorm: bool = False
+    checkpointing: bool = False
     adjoint_rtol: float | None = None
     adjoint_atol: float | None = None
 
@@ -107,12 +112,45 @@ def solve(
         ).y1
         f.count_backward_on(y1, recorded_before)
         return y1
-    if spec.sensealg == "adjoint":
-        return _torchdiffeq_adjoint(f, y0, params, t0, t1, spec)
-    raise ValueError(f"unknown sensealg {spec.sensealg!r}; valid: {', '.join(SENSEALGS)}")
+    if spec.sensealg not in _METHODS:
+        raise ValueError(f"unknown sensealg {spec.sensealg!r}; valid: {', '.join(SENSEALGS)}")
+    params = list(params)
+    if not torch.is_grad_enabled() or not (
+        y0.requires_grad or any(p.requires_grad for p in params)
+    ):
+        # Nothing to differentiate (e.g. evaluation): a plain solve, nothing kept.
+        with torch.no_grad():
+            return integrate(
+                f,
+                y0,
+                t0,
+                t1,
+                method=spec.method,
+                rtol=spec.rtol,
+                atol=spec.atol,
+                step_size=spec.step_size,
+                max_steps=spec.max_steps,
+            ).y1
+    params = [p for p in params if p.requires_grad]
+    return _METHODS[spec.sensealg](f, y0, params, t0, t1, spec)
 
 
-def _torchdiffeq_adjoint(
+def _methods() -> dict[str, Callable[..., Tensor]]:
+    from nodecli.ode.adjoint import backsolve_solve
+    from nodecli.ode.checkpoint import checkpoint_solve
+    from nodecli.ode.gauss import gauss_solve
+    from nodecli.ode.interpolating import interpolating_solve
+
+    return {
+        "adjoint": backsolve_solve,
+        "checkpoint": checkpoint_solve,
+        "interpolating": interpolating_solve,
+        "gauss": gauss_solve,
+        "torchdiffeq_adjoint": torchdiffeq_adjoint,
+    }
+
+
+def torchdiffeq_adjoint(
     f: CountingField, y0: Tensor, params: Sequence[Tensor], t0: float, t1: float, spec: SolveSpec
 ) -> Tensor:
     from torchdiffeq import odeint_adjoint
@@ -143,3 +181,6 @@ def _torchdiffeq_adjoint(
         adjoint_params=tuple(params),
     )
     return ys[-1]
+
+
+_METHODS = _methods()

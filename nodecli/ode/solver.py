@@ -28,7 +28,7 @@ from torch import Tensor
 
 from nodecli.ode.tableaus import ADAPTIVE_METHODS, FIXED_METHODS, TABLEAUS, ButcherTableau
 
-__all__ = ["Solution", "SolverError", "integrate"]
+__all__ = ["Solution", "SolverError", "integrate", "rk_step"]
 
 VectorField = Callable[[float, Tensor], Tensor]
 Norm = Callable[[Tensor], Tensor]
@@ -392,6 +392,33 @@ def _integrate_adaptive(
             factor = _DFACTOR
         h_abs = abs(h) * factor
     return _finish(sol, y, t1, record)
+
+
+def rk_step(
+    f: VectorField, y: Tensor, t: float, h: float, method: str, t_next: float | None = None
+) -> Tensor:
+    """One step of METHOD from (t, y) with step h: y1, computed exactly as `integrate` does.
+
+    Used to recompute accepted steps during a backward pass (sensealg=checkpoint). For an
+    FSAL tableau the last stage only seeds the next step, so it is skipped: y1 comes from
+    the same coefficients (a[-1] == b[:-1]) and the same operations as in `integrate`,
+    hence bitwise the same value and the same derivative. Pass T_NEXT = the recorded end
+    of the step (`Solution.ts[i + 1]`) so that stage times match too.
+    """
+    plan = _plan(method)
+    stages = plan.stages[:-1] if plan.tableau.fsal else plan.stages
+    if t_next is None:
+        t_next = t + h
+    ks = [f(t, y)]
+    for c, terms in stages:
+        ks.append(f(t_next if c == 1.0 else t + c * h, _lincomb(y, ks, terms, h)))
+    return _lincomb(y, ks, plan.b, h)
+
+
+def n_step_evals(method: str) -> int:
+    """Vector-field evaluations `rk_step` makes per step."""
+    tab = TABLEAUS[method]
+    return tab.n_stages - 1 if tab.fsal else tab.n_stages
 
 
 def _lincomb_zero(ks: list[Tensor], terms: Terms, h: float) -> Tensor:

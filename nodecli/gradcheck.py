@@ -1,0 +1,249 @@
+"""`nodecli gradcheck`: every sensitivity method against a tight float64 reference.
+
+For one batch of the configured experiment (the first `train.batch_size` training
+digits, the model as initialised with `seed`), the gradient of the cross-entropy loss
+w.r.t. all model parameters is computed
+
+* once as the reference: sensealg=direct in float64 at rtol = atol = `--ref-tol`;
+* once per sensitivity method, in `--dtype` at the configured solver tolerances (each
+  method with its own config-group defaults plus the command line's sensealg.* keys),
+
+and compared: relative L2 error ‖g − g_ref‖ / ‖g_ref‖, NFE forward / backward, median
+time of forward + backward over `--repeats` runs (after one warm-up), and the memory
+figures of nodecli/memory.py. The table is printed and written as JSON
+(`gradcheck.json`, with the composed config) into its own record directory under
+outputs/gradcheck/, next to the run records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import secrets
+import statistics
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from nodecli.config import SENSEALGS, Config, ConfigError
+
+console = Console(highlight=False)
+
+GRADCHECK_FILE = "gradcheck.json"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nodecli gradcheck",
+        description="Compare every sensealg's gradient with a float64 reference on one batch.",
+        epilog="Other arguments are config overrides, as for `nodecli train`.",
+    )
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument(
+        "--methods",
+        default=",".join(SENSEALGS),
+        help=f"comma-separated sensealgs to check (default: all: {','.join(SENSEALGS)})",
+    )
+    parser.add_argument("--ref-tol", type=float, default=1e-10, help="reference rtol = atol")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per method")
+    parser.add_argument("--out", default=None, help="directory for gradcheck.json")
+    parser.add_argument(
+        "--max-rel-error",
+        type=float,
+        default=None,
+        help="exit 1 if any method's relative error exceeds this",
+    )
+    return parser
+
+
+def parse_args(args: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    parser = _parser()
+
+    def error(message: str) -> None:
+        raise ConfigError(f"{message} (nodecli gradcheck --help lists the options)")
+
+    parser.error = error  # type: ignore[method-assign]
+    parsed, overrides = parser.parse_known_args(args)
+    flags = [a for a in overrides if a.startswith("-")]
+    if flags:
+        raise ConfigError(f"unknown option {flags[0]} (nodecli gradcheck --help lists them)")
+    methods = [m.strip() for m in parsed.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in SENSEALGS]
+    if bad or not methods:
+        raise ConfigError(
+            f"--methods={parsed.methods} is not valid; valid: comma-separated from "
+            + ", ".join(SENSEALGS)
+        )
+    parsed.methods = methods
+    if not parsed.ref_tol > 0:
+        raise ConfigError(f"--ref-tol={parsed.ref_tol} is out of range: it must be positive")
+    if parsed.repeats < 1:
+        raise ConfigError(f"--repeats={parsed.repeats} is out of range: it must be >= 1")
+    return parsed, overrides
+
+
+def _flat_grad(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.grad.reshape(-1).double() for p in model.parameters()])
+
+
+def run_gradcheck(
+    configs: dict[str, Config],
+    ref_cfg: Config,
+    dtype: torch.dtype,
+    ref_tol: float,
+    repeats: int,
+) -> dict[str, Any]:
+    """Check every method in CONFIGS (sensealg name → composed config); return the report."""
+    from nodecli.data import load_dataset
+    from nodecli.device import resolve_device, synchronize
+    from nodecli.memory import measure_step
+    from nodecli.model import build_model
+    from nodecli.train import solve_spec
+
+    cfg = ref_cfg
+    device = resolve_device(cfg.device.name)
+    if cfg.device.threads is not None:
+        torch.set_num_threads(cfg.device.threads)
+    torch.manual_seed(cfg.seed)
+    data = load_dataset(cfg.dataset.name, cfg.data.n, cfg.data.split, cfg.seed, cfg.dataset.root)
+    xb = data.x_train[: cfg.train.batch_size].to(device)
+    yb = data.y_train[: cfg.train.batch_size].to(device)
+
+    def make(c: Config, spec_dtype: torch.dtype, **spec_changes: Any):
+        spec = solve_spec(c)
+        if spec_changes:
+            from dataclasses import replace
+
+            spec = replace(spec, **spec_changes)
+        torch.manual_seed(c.seed)
+        model = build_model(c.layer_style.name, spec, c.model.latent, c.model.hidden, c.model.t1)
+        return model.to(device=device, dtype=spec_dtype)
+
+    def loss_fn(model, x):
+        return lambda: F.cross_entropy(model(x), yb)
+
+    ref_model = make(cfg, torch.float64, sensealg="direct", rtol=ref_tol, atol=ref_tol)
+    x64 = xb.to(torch.float64)
+    loss_fn(ref_model, x64)().backward()
+    g_ref = _flat_grad(ref_model)
+    ref_nfe = ref_model.ode.nfe
+
+    rows = []
+    x = xb.to(dtype)
+    for name, c in configs.items():
+        model = make(c, dtype)
+        counter = model.ode.counter
+        before = counter.total
+        loss = loss_fn(model, x)()
+        mid = counter.total
+        loss.backward()
+        nfe_f, nfe_b = mid - before, counter.total - mid
+        g = _flat_grad(model)
+        err = float((g - g_ref).norm() / g_ref.norm())
+        times = []
+        for _ in range(repeats + 1):
+            model.zero_grad(set_to_none=True)
+            synchronize(device)
+            start = time.perf_counter()
+            loss_fn(model, x)().backward()
+            synchronize(device)
+            times.append(time.perf_counter() - start)
+        model.zero_grad(set_to_none=True)
+        mem = measure_step(loss_fn(model, x), device, exclude=[*model.parameters(), x])
+        model.zero_grad(set_to_none=True)
+        rows.append(
+            {
+                "sensealg": name,
+                "rel_l2_error": err,
+                "nfe_forward": nfe_f,
+                "nfe_backward": nfe_b,
+                "time_s": statistics.median(times[1:]),
+                "hold_memory_bytes": mem.hold_bytes,
+                "peak_memory_bytes": mem.peak_bytes,
+            }
+        )
+    return {
+        "dtype": str(dtype).removeprefix("torch."),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "batch_size": int(len(yb)),
+        "reference": {
+            "sensealg": "direct",
+            "dtype": "float64",
+            "rtol": ref_tol,
+            "atol": ref_tol,
+            "nfe": ref_nfe,
+            "grad_norm": float(g_ref.norm()),
+        },
+        "methods": rows,
+    }
+
+
+def _fmt_bytes(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{x / 1024:.1f} KiB"
+
+
+def report_table(report: dict[str, Any]) -> Table:
+    table = Table(
+        title=(
+            f"nodecli gradcheck: {report['dtype']} vs float64 direct at "
+            f"rtol=atol={report['reference']['rtol']:g} ({report['device']})"
+        )
+    )
+    for col in ("sensealg", "rel L2 error", "NFE fwd", "NFE bwd", "time (ms)", "hold", "peak"):
+        table.add_column(col, justify="left" if col == "sensealg" else "right", no_wrap=True)
+    for r in report["methods"]:
+        table.add_row(
+            r["sensealg"],
+            f"{r['rel_l2_error']:.2e}",
+            str(r["nfe_forward"]),
+            str(r["nfe_backward"]),
+            f"{r['time_s'] * 1e3:.2f}",
+            _fmt_bytes(r["hold_memory_bytes"]),
+            _fmt_bytes(r["peak_memory_bytes"]),
+        )
+    return table
+
+
+def gradcheck_command(args: list[str]) -> int:
+    from nodecli.cli import check_environment, compose_config
+    from nodecli.runs import atomic_write_text
+
+    if any(a in ("-h", "--help") for a in args):
+        _parser().print_help()
+        return 0
+    parsed, overrides = parse_args(args)
+    base = [o for o in overrides if not o.startswith("sensealg=")]
+    ref_cfg = compose_config(overrides)
+    check_environment(ref_cfg)
+    configs = {m: compose_config([*base, f"sensealg={m}"]) for m in parsed.methods}
+    dtype = torch.float64 if parsed.dtype == "float64" else torch.float32
+    report = run_gradcheck(configs, ref_cfg, dtype, parsed.ref_tol, parsed.repeats)
+    report["overrides"] = overrides
+    report["config"] = OmegaConf.to_container(OmegaConf.structured(ref_cfg))
+    if parsed.out is not None:
+        out = Path(parsed.out)
+    else:
+        now = datetime.now()
+        out = (
+            Path("outputs/gradcheck")
+            / now.strftime("%Y-%m-%d")
+            / (now.strftime("%H-%M-%S") + "-" + secrets.token_hex(3))
+        )
+    atomic_write_text(out / GRADCHECK_FILE, json.dumps(report, indent=2) + "\n")
+    console.print(report_table(report))
+    console.print(f"record: {out / GRADCHECK_FILE}")
+    if parsed.max_rel_error is not None:
+        worst = max(r["rel_l2_error"] for r in report["methods"])
+        if not worst <= parsed.max_rel_error:
+            console.print(f"[red]largest relative error {worst:.2e} > {parsed.max_rel_error:g}")
+            return 1
+    return 0

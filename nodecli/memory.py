@@ -1,0 +1,114 @@
+"""Memory figures of one training step: bytes held for backward, and the peak.
+
+* **hold** (`hold_memory_bytes`): after the forward pass, the bytes of every distinct
+  storage that autograd keeps for the backward pass, seen through a
+  `torch.autograd.graph.saved_tensors_hooks` pack hook (it sees each tensor an op saves,
+  including `ctx.save_for_backward` in custom autograd Functions). Storages are counted
+  once (by data pointer), with their full size (`untyped_storage().nbytes()`); the model
+  parameters and the input batch are left out (they are held anyway). Same definition on
+  every device.
+* **peak** (`peak_memory_bytes`): the highest memory in use during forward + backward of
+  the step, above what was allocated when the step began. On CUDA: the caching
+  allocator's `max_memory_allocated` (after `reset_peak_memory_stats`) minus
+  `memory_allocated` at the start. On CPU: PyTorch's profiler with `profile_memory=True`;
+  its allocation/free events, in time order, summed to a running total whose maximum is
+  the peak. NaN where neither is available (e.g. MPS).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class SavedBytes:
+    """Running count of distinct storages saved for backward."""
+
+    exclude: set[int] = field(default_factory=set)
+    seen: set[int] = field(default_factory=set)
+    bytes: int = 0
+    tensors: int = 0
+
+    def pack(self, t: Tensor) -> Tensor:
+        self.tensors += 1
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr not in self.exclude and ptr not in self.seen:
+            self.seen.add(ptr)
+            self.bytes += storage.nbytes()
+        return t
+
+
+@contextmanager
+def saved_for_backward(exclude: Iterable[Tensor] = ()) -> Iterator[SavedBytes]:
+    """Count the bytes autograd saves for backward inside the block."""
+    acc = SavedBytes(exclude={t.untyped_storage().data_ptr() for t in exclude})
+    with torch.autograd.graph.saved_tensors_hooks(acc.pack, lambda t: t):
+        yield acc
+
+
+@dataclass
+class StepMemory:
+    hold_bytes: float
+    peak_bytes: float
+
+
+def _cpu_peak(prof: torch.profiler.profile) -> float:
+    try:
+        events = prof.profiler.kineto_results.events()  # type: ignore[union-attr]
+        deltas = sorted(
+            (e.start_ns(), e.nbytes())
+            for e in events
+            if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU
+        )
+    except Exception:  # the profiler's result API is not public: degrade to "unknown"
+        return math.nan
+    total = peak = 0
+    for _, delta in deltas:
+        total += delta
+        peak = max(peak, total)
+    return float(peak)
+
+
+def measure_step(
+    forward: Callable[[], Tensor], device: torch.device, exclude: Iterable[Tensor] = ()
+) -> StepMemory:
+    """Run FORWARD() → scalar loss, then its backward, and measure hold and peak memory.
+
+    Gradients accumulate into .grad as in training; the caller clears them.
+    """
+    exclude = list(exclude)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        with saved_for_backward(exclude) as saved:
+            loss = forward()
+        loss.backward()
+        torch.cuda.synchronize(device)
+        peak = float(torch.cuda.max_memory_allocated(device) - base)
+        return StepMemory(float(saved.bytes), peak)
+    if device.type == "cpu":
+        from torch.profiler import ProfilerActivity, profile
+
+        # Kineto logs an ERROR line (no GPU found) and two USDT lines to stderr on every
+        # profile of a CPU-only machine; 6 silences them unless the user chose a level.
+        os.environ.setdefault("KINETO_LOG_LEVEL", "6")
+
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            with saved_for_backward(exclude) as saved:
+                loss = forward()
+            loss.backward()
+            del loss
+        return StepMemory(float(saved.bytes), _cpu_peak(prof))
+    with saved_for_backward(exclude) as saved:
+        loss = forward()
+    loss.backward()
+    return StepMemory(float(saved.bytes), math.nan)
