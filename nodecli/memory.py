@@ -60,9 +60,9 @@ class StepMemory:
     peak_bytes: float
 
 
-def _cpu_peak(prof: torch.profiler.profile) -> float:
+def _cpu_peak(prof: torch.autograd.profiler.profile) -> float:
     try:
-        events = prof.profiler.kineto_results.events()  # type: ignore[union-attr]
+        events = prof.kineto_results.events()  # type: ignore[union-attr]
         deltas = sorted(
             (e.start_ns(), e.nbytes())
             for e in events
@@ -96,13 +96,15 @@ def measure_step(
         peak = float(torch.cuda.max_memory_allocated(device) - base)
         return StepMemory(float(saved.bytes), peak)
     if device.type == "cpu":
-        from torch.profiler import ProfilerActivity, profile
+        # The autograd profiler directly: torch.profiler.profile's start probes
+        # `hasattr(torch, "_inductor")`, which imports inductor and dynamo (~2 s per process).
+        from torch.autograd.profiler import profile
 
         # Kineto logs an ERROR line (no GPU found) and two USDT lines to stderr on every
         # profile of a CPU-only machine; 6 silences them unless the user chose a level.
         os.environ.setdefault("KINETO_LOG_LEVEL", "6")
 
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        with profile(profile_memory=True, use_kineto=True) as prof:
             with saved_for_backward(exclude) as saved:
                 loss = forward()
             loss.backward()
