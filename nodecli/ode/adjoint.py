@@ -25,45 +25,7 @@ import torch
 from torch import Tensor
 
 from nodecli.ode.dense import mixed_norm, split_flat, vjp
-from nodecli.ode.solver import integrate
-
-
-def adjoint_tolerances(spec: Any) -> tuple[float, float]:
-    rtol = spec.adjoint_rtol if spec.adjoint_rtol is not None else spec.rtol
-    atol = spec.adjoint_atol if spec.adjoint_atol is not None else spec.atol
-    return rtol, atol
-
-
-def forward_solve(f: Any, y0: Tensor, t0: float, t1: float, spec: Any, **kwargs: Any):
-    return integrate(
-        f,
-        y0,
-        t0,
-        t1,
-        method=spec.method,
-        rtol=spec.rtol,
-        atol=spec.atol,
-        step_size=spec.step_size,
-        max_steps=spec.max_steps,
-        **kwargs,
-    )
-
-
-def backward_solve(f: Any, a1: Tensor, t1: float, t0: float, spec: Any, norm: Any, **kwargs):
-    rtol, atol = adjoint_tolerances(spec)
-    return integrate(
-        f,
-        a1,
-        t1,
-        t0,
-        method=spec.method,
-        rtol=rtol,
-        atol=atol,
-        step_size=spec.step_size,
-        max_steps=spec.max_steps,
-        norm=norm,
-        **kwargs,
-    )
+from nodecli.ode.spec import backward_solve, forward_solve
 
 
 class _Backsolve(torch.autograd.Function):

@@ -20,24 +20,14 @@ import torch
 from torch import Tensor
 
 from nodecli.ode.dense import grads_or_zeros
-from nodecli.ode.solver import integrate, n_step_evals, rk_step
+from nodecli.ode.solver import n_step_evals, rk_step
+from nodecli.ode.spec import forward_solve
 
 
 class _Checkpoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, f: Any, spec: Any, t0: float, t1: float, y0: Tensor, *params: Tensor):
-        sol = integrate(
-            f,
-            y0,
-            t0,
-            t1,
-            method=spec.method,
-            rtol=spec.rtol,
-            atol=spec.atol,
-            step_size=spec.step_size,
-            max_steps=spec.max_steps,
-            record=True,
-        )
+        sol = forward_solve(f, y0, t0, t1, spec, record=True)
         ctx.f, ctx.method, ctx.ts, ctx.hs = f, spec.method, sol.ts, sol.hs
         ctx.n_params = len(params)
         # States go through save_for_backward so that saved-tensor hooks see them.

@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nodecli.ode.adjoint import backward_solve
 from nodecli.ode.dense import DenseOutput, grads_or_zeros, vjp
 from nodecli.ode.interpolating import load_forward, save_forward
+from nodecli.ode.spec import backward_solve
 from nodecli.ode.tableaus import TABLEAUS
 
 

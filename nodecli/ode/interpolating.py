@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nodecli.ode.adjoint import backward_solve, forward_solve
 from nodecli.ode.dense import DenseOutput, mixed_norm, split_flat, vjp
+from nodecli.ode.spec import backward_solve, forward_solve
 
 
 def save_forward(

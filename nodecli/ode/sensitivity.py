@@ -12,30 +12,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from nodecli.ode.solver import Stepper, integrate
+from nodecli.ode.solver import Stepper
+from nodecli.ode.spec import SolveSpec, forward_solve
+
+__all__ = ["SENSEALGS", "CountingField", "SolveSpec", "solve"]
 
 SENSEALGS = ("direct", "adjoint", "checkpoint", "interpolating", "gauss")
-
-
-@dataclass(frozen=True)
-class SolveSpec:
-    """Everything a sensitivity method needs to know about the solve."""
-
-    method: str = "tsit5"
-    rtol: float = 1e-3
-    atol: float = 1e-3
-    step_size: float | None = None
-    max_steps: int = 10_000
-    sensealg: str = "direct"
-    seminorm: bool = False
-    checkpointing: bool = False
-    adjoint_rtol: float | None = None
-    adjoint_atol: float | None = None
 
 
 class CountingField:
@@ -98,18 +84,8 @@ def solve(
     """
     if spec.sensealg == "direct":
         recorded_before = f._recorded
-        y1 = integrate(
-            f,
-            y0,
-            t0,
-            t1,
-            method=spec.method,
-            rtol=spec.rtol,
-            atol=spec.atol,
-            step_size=spec.step_size,
-            max_steps=spec.max_steps,
-            stepper=stepper if spec.step_size is None else None,
-        ).y1
+        stepper = stepper if spec.step_size is None else None
+        y1 = forward_solve(f, y0, t0, t1, spec, stepper=stepper).y1
         f.count_backward_on(y1, recorded_before)
         return y1
     if spec.sensealg not in _METHODS:
@@ -120,17 +96,7 @@ def solve(
     ):
         # Nothing to differentiate (e.g. evaluation): a plain solve, nothing kept.
         with torch.no_grad():
-            return integrate(
-                f,
-                y0,
-                t0,
-                t1,
-                method=spec.method,
-                rtol=spec.rtol,
-                atol=spec.atol,
-                step_size=spec.step_size,
-                max_steps=spec.max_steps,
-            ).y1
+            return forward_solve(f, y0, t0, t1, spec).y1
     params = [p for p in params if p.requires_grad]
     return _METHODS[spec.sensealg](f, y0, params, t0, t1, spec)
 
