@@ -492,14 +492,22 @@ def _cell(row: pd.Series, metric: str, spec: str, scale: float = 1.0) -> str:
     return f"{text} ± {format(std, spec)}" if math.isfinite(std) else text
 
 
-def memory_header(column: str) -> str:
-    return column.removesuffix("_bytes").replace("_", " ") + " (MiB)"
+def memory_unit(summary: Summary, column: str) -> tuple[str, int]:
+    """KiB for small models (the reference holds ~0.4 MiB), MiB once a column reaches 100 MiB."""
+    values = summary.groups.get(f"{column}_mean")
+    largest = values.max() if values is not None and len(values) else float("nan")
+    return ("MiB", 2**20) if largest >= 100 * 2**20 else ("KiB", 2**10)
+
+
+def memory_header(column: str, unit: str = "MiB") -> str:
+    return column.removesuffix("_bytes").replace("_", " ") + f" ({unit})"
 
 
 def display_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
     """The group table as text cells: header and rows (shared by rich/markdown/LaTeX)."""
     headers = ["group", "runs", "epochs", *(h for _, h, _ in METRICS)]
-    headers += [memory_header(c) for c in summary.memory_columns]
+    units = {c: memory_unit(summary, c) for c in summary.memory_columns}
+    headers += [memory_header(c, units[c][0]) for c in summary.memory_columns]
     with_speedup = summary.baseline is not None
     if with_speedup:
         headers.append("speed-up")
@@ -510,7 +518,7 @@ def display_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
             runs += f" (+{row['incomplete']})"
         cells = [row["group"], runs, str(row["epochs"])]
         cells += [_cell(row, metric, spec) for metric, _, spec in METRICS]
-        cells += [_cell(row, c, ".1f", 2**20) for c in summary.memory_columns]
+        cells += [_cell(row, c, ".1f", units[c][1]) for c in summary.memory_columns]
         if with_speedup:
             cells.append(
                 _fmt(row["speedup"], ".2f") + ("×" if math.isfinite(row["speedup"]) else "")
