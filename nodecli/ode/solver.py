@@ -60,6 +60,14 @@ class Solution:
     n_steps: int = 0
     n_rejected: int = 0
 
+    def record_step(self, t: float, y: Tensor, h: float, ks: list[Tensor] | None) -> None:
+        """Keep an accepted step's start (and its stages, for dense output)."""
+        self.ts.append(t)
+        self.ys.append(y)
+        self.hs.append(h)
+        if ks is not None:
+            self.ks.append(ks)
+
 
 Terms = tuple[tuple[int, float], ...]
 
@@ -260,11 +268,7 @@ def _integrate_fixed(
         y1 = yi if use_last_stage_as_y1 else _lincomb(y, ks, plan.b, h)
         f0 = ks[-1] if use_last_stage_as_y1 else None
         if record:
-            sol.ts.append(t)
-            sol.ys.append(y)
-            sol.hs.append(h)
-            if record_stages:
-                sol.ks.append(ks)
+            sol.record_step(t, y, h, ks if record_stages else None)
         y, t = y1, t_next
         sol.n_steps += 1
     return _finish(sol, y, t1, record)
@@ -367,11 +371,7 @@ def _integrate_adaptive(
 
         if ratio <= 1.0:
             if record:
-                sol.ts.append(t)
-                sol.ys.append(y)
-                sol.hs.append(h)
-                if record_stages:
-                    sol.ks.append(ks)
+                sol.record_step(t, y, h, ks if record_stages else None)
             y, t = y1, t_next
             if stepper is None:
                 abs_y = abs_y1
