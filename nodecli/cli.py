@@ -243,8 +243,20 @@ def train_command(args: list[str]) -> int:
     elif not informational:
         config = compose_config(parsed.overrides)
         check_environment(config)
+        _refuse_existing_run_dir(parsed.overrides)
     run_hydra(_train_task, args)
     return _exit_codes[-1] if _exit_codes else EXIT_OK
+
+
+def _refuse_existing_run_dir(overrides: list[str]) -> None:
+    """A new run never writes over another run's record (resume= continues one)."""
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key.lstrip("+") == "hydra.run.dir" and (Path(value) / RUN_FILE).is_file():
+            raise ConfigError(
+                f"hydra.run.dir={value} already holds a run record; choose another folder, "
+                f"or continue that run with resume={value}"
+            )
 
 
 def _finished_epochs(run_dir: Path) -> int:

@@ -173,6 +173,15 @@ def test_resume_refuses_config_changes_and_finished_runs(cli, tmp_path: Path) ->
     assert (run_dir / "metrics.csv").read_text() == before
 
 
+def test_new_run_never_overwrites_an_existing_record(cli, tmp_path: Path) -> None:
+    assert cli("train", *TINY).returncode == 0
+    (run_dir,) = run_dirs(tmp_path)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    result = cli("train", *TINY, "seed=1", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 2 and "already holds a run record" in result.stderr
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+
+
 def test_resume_loads_checkpoints_weights_only(tmp_path: Path, monkeypatch) -> None:
     from nodecli import resume
 
