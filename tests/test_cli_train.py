@@ -119,3 +119,26 @@ def test_train_on_cuda(cli, tmp_path) -> None:
     (run_dir,) = run_dirs(tmp_path)
     assert json.loads((run_dir / "run.json").read_text())["device"].startswith("cuda")
     assert pd.read_csv(run_dir / "metrics.csv")["peak_memory_bytes"].iloc[0] > 0
+
+
+def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path: Path) -> None:
+    import subprocess
+
+    from conftest import nodecli_command
+
+    procs = [
+        subprocess.Popen(
+            [*nodecli_command(), "train", *TINY],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for proc in procs:
+        assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    dirs = run_dirs(tmp_path)
+    assert len(dirs) == 2
+    for run_dir in dirs:
+        assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
