@@ -171,11 +171,13 @@ def _train_task(cfg: DictConfig) -> int:
     return code
 
 
-def _override_value(value: str) -> str:
-    """Quote a value for Hydra's override grammar when it holds special characters."""
-    if re.fullmatch(r"[\w./~+-]+", value):
+def quote_override_value(value: str) -> str:
+    """VALUE (a path) as a Hydra override value, single-quoted when it holds characters
+    Hydra's grammar would parse (a space, `~`, quotes …). Inside quotes Hydra keeps
+    backslashes literally and only needs `\\'` for a quote."""
+    if re.fullmatch(r"[\w./:+-]+", value):
         return value
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return "'" + value.replace("'", "\\'") + "'"
 
 
 def resume_overrides(target: str, extra: list[str]) -> list[str]:
@@ -207,7 +209,7 @@ def resume_overrides(target: str, extra: list[str]) -> list[str]:
             f"with it (got {', '.join(sorted(keys - {'train.epochs'}))})"
         )
     kept = [o for o in saved if not o.startswith("resume=") and o.split("=", 1)[0] not in keys]
-    return [*kept, *extra, f"resume={_override_value(str(run_dir))}"]
+    return [*kept, *extra, f"resume={quote_override_value(str(run_dir))}"]
 
 
 def _alive(pid: object, host: object) -> bool:
@@ -239,7 +241,7 @@ def train_command(args: list[str]) -> int:
                 "add train.epochs=N with a larger N to train further"
             )
         check_environment(config)
-        args = [*overrides, f"hydra.run.dir={_override_value(config.resume or '')}"]
+        args = [*overrides, f"hydra.run.dir={quote_override_value(config.resume or '')}"]
     elif not informational:
         config = compose_config(parsed.overrides)
         check_environment(config)

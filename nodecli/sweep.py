@@ -63,15 +63,6 @@ class SweepPlan:
         return [o for job in self.jobs for o in job]
 
 
-def _quote(value: str) -> str:
-    """A path as a Hydra override value (quoted when it holds characters Hydra parses)."""
-    if all(c.isalnum() or c in "/._-:" for c in value) and value:
-        return value
-    if "'" in value:
-        raise ConfigError(f"sweep directory {value!r} must not contain a single quote")
-    return f"'{value}'"
-
-
 def parse_overrides(overrides: list[str]) -> list[Any]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -405,7 +396,7 @@ def _varying_keys(jobs: list[list[str]]) -> set[str]:
 
 
 def sweep_command(args: list[str]) -> int:
-    from nodecli.cli import hydra_arg_parser, run_hydra
+    from nodecli.cli import hydra_arg_parser, quote_override_value, run_hydra
     from nodecli.console import make_console
 
     args = [a for a in args if a not in ("-m", "--multirun")]  # sweep always means multirun
@@ -458,7 +449,7 @@ def sweep_command(args: list[str]) -> int:
         "--multirun",
         *plan.hydra_overrides,
         *job_args,
-        f"hydra.sweep.dir={_quote(str(plan.sweep_dir))}",
+        f"hydra.sweep.dir={quote_override_value(str(plan.sweep_dir))}",
     ]
     interrupted = False
     try:

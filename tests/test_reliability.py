@@ -200,3 +200,16 @@ def test_resume_loads_checkpoints_weights_only(tmp_path: Path, monkeypatch) -> N
     monkeypatch.setattr(torch, "load", spy)
     assert resume.load_training_state(tmp_path, model, optimizer, generator) == 3
     assert seen.get("weights_only") is True
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["outputs/runs/2026-11-22/20-07-15-f85a7e", "/tmp/a b", "/tmp/~x", "/tmp/it's", "/tmp/a\\b"],
+)
+def test_run_and_sweep_paths_survive_hydras_override_grammar(path: str) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from nodecli.cli import quote_override_value
+
+    parsed = OverridesParser.create().parse_override(f"resume={quote_override_value(path)}")
+    assert parsed.value() == path
