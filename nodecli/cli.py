@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import os
 import re
 import secrets
-import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +29,7 @@ from nodecli.config import (
     unknown_keys,
     validate,
 )
-from nodecli.runs import RUN_FILE, read_run_json
+from nodecli.runs import RUN_FILE, process_alive, read_run_json
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -200,7 +198,7 @@ def resume_overrides(target: str, extra: list[str]) -> list[str]:
         saved = [str(o) for o in OmegaConf.to_container(OmegaConf.load(saved_path))]
     except Exception as exc:  # unreadable JSON/YAML: say which file, not how it broke
         raise ConfigError(f"resume={target}: the run record is unreadable ({exc})") from exc
-    if info.get("status") == "running" and _alive(info.get("pid"), info.get("host")):
+    if info.get("status") == "running" and process_alive(info.get("pid"), info.get("host")):
         raise ConfigError(f"resume={target}: that run is still running (pid {info['pid']})")
     keys = {o.split("=", 1)[0].lstrip("+~") for o in extra}
     if keys - {"train.epochs"}:
@@ -210,19 +208,6 @@ def resume_overrides(target: str, extra: list[str]) -> list[str]:
         )
     kept = [o for o in saved if not o.startswith("resume=") and o.split("=", 1)[0] not in keys]
     return [*kept, *extra, f"resume={quote_override_value(str(run_dir))}"]
-
-
-def _alive(pid: object, host: object) -> bool:
-    """True if PID is a live process on this host (a record from elsewhere counts as dead)."""
-    if not isinstance(pid, int) or host != socket.gethostname():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def train_command(args: list[str]) -> int:

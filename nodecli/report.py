@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import socket
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -26,9 +25,8 @@ from typing import Any, NoReturn
 import pandas as pd
 
 from nodecli.config import ConfigError
+from nodecli.runs import ATTEMPTS_DIR, CONFIG_FILE, METRICS_FILE, RUN_FILE, process_alive
 
-RUN_FILE, METRICS_FILE, CONFIG_FILE = "run.json", "metrics.csv", ".hydra/config.yaml"
-ATTEMPTS_DIR = "attempts"
 STALE_AFTER_S = 600.0
 REQUIRED_METRICS = ("epoch", "train_time_s", "train_acc", "test_acc")
 NUMERIC_METRICS = ("train_loss", "nfe_forward", "nfe_backward")
@@ -137,16 +135,6 @@ def _parse_time(text: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
-def _pid_alive(pid: Any) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OverflowError, ValueError, TypeError):
-        return True
-    return True
-
-
 def run_state(info: dict[str, Any], stale_after_s: float = STALE_AFTER_S) -> tuple[str, float]:
     """(status, heartbeat age in seconds). A 'running' record is 'stale' when its
     heartbeat is older than STALE_AFTER_S or its pid is gone on this host."""
@@ -154,7 +142,10 @@ def run_state(info: dict[str, Any], stale_after_s: float = STALE_AFTER_S) -> tup
     beat = _parse_time(info.get("heartbeat_at")) or _parse_time(info.get("started_at"))
     age = (datetime.now(timezone.utc) - beat).total_seconds() if beat else math.nan
     if status == "running":
-        dead = info.get("host") == socket.gethostname() and not _pid_alive(info.get("pid"))
+        pid, host = info.get("pid"), info.get("host")
+        dead = (
+            host == socket.gethostname() and isinstance(pid, int) and not process_alive(pid, host)
+        )
         if dead or not age <= stale_after_s:
             return "stale", age
     return status, age

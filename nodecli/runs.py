@@ -26,6 +26,9 @@ from typing import Any
 METRICS_FILE = "metrics.csv"
 RUN_FILE = "run.json"
 CHECKPOINT_FILE = "checkpoint.pt"
+CONFIG_FILE = ".hydra/config.yaml"  # written by Hydra
+# Sweep resume moves a job's earlier record into <job dir>/attempts/<n>/.
+ATTEMPTS_DIR = "attempts"
 
 METRIC_COLUMNS = (
     "epoch",
@@ -198,6 +201,20 @@ def read_metrics_rows(run_dir: Path) -> list[dict[str, Any]]:
         return []
     with open(path, encoding="utf-8", newline="") as fh:
         return list(csv.DictReader(fh))
+
+
+def process_alive(pid: object, host: object) -> bool:
+    """True if PID is a live process on this host; a record from another host, or without
+    a usable pid, cannot be checked from here and counts as not alive."""
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
 
 
 def is_run_dir(path: Path) -> bool:

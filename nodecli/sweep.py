@@ -23,13 +23,20 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from nodecli.config import Config, ConfigError
-from nodecli.runs import CHECKPOINT_FILE, METRICS_FILE, RUN_FILE, atomic_write_text, now_iso
+from nodecli.runs import (
+    ATTEMPTS_DIR,
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    RUN_FILE,
+    atomic_write_text,
+    now_iso,
+    read_run_json,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 RESUME_KEY = "sweep.resume"
 SWEEP_FILE = "sweep.json"
-ATTEMPTS_DIR = "attempts"
 RECORD_FILES = (RUN_FILE, METRICS_FILE, CHECKPOINT_FILE)
 
 SWEEP_HELP = """\
@@ -227,9 +234,8 @@ def record_status(job_dir: Path) -> str | None:
     if not path.exists():
         return None if not (job_dir / METRICS_FILE).exists() else "unreadable"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return str(data.get("status", "unreadable"))
-    except (OSError, ValueError, AttributeError):
+        return str(read_run_json(job_dir).get("status", "unreadable"))
+    except (OSError, ValueError):  # read_run_json: ValueError also for a non-object
         return "unreadable"
 
 
