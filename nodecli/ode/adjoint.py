@@ -36,7 +36,6 @@ class _Backsolve(torch.autograd.Function):
         ctx.f, ctx.spec, ctx.t0, ctx.t1 = f, spec, t0, t1
         ctx.first_step = abs(sol.hs[-1]) if sol.hs else None
         del sol
-        ctx.n_params = len(params)
         ctx.save_for_backward(y1, *params)
         return y1
 

@@ -143,10 +143,6 @@ def mixed_norm(sizes: Sequence[int], use: int | None = None) -> Callable[[Tensor
     return norm
 
 
-def flat_params_zero(params: Sequence[Tensor], like: Tensor) -> Tensor:
-    return like.new_zeros(sum(p.numel() for p in params))
-
-
 def split_flat(flat: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
     """Per-parameter gradients from a flat vector, shaped and typed like PARAMS."""
     out = []

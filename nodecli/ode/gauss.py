@@ -35,7 +35,7 @@ import torch
 from torch import Tensor
 
 from nodecli.ode.dense import DenseOutput, grads_or_zeros, vjp
-from nodecli.ode.interpolating import load_forward, save_forward
+from nodecli.ode.interpolating import ForwardSolutionFunction, load_forward
 from nodecli.ode.spec import backward_solve
 from nodecli.ode.tableaus import TABLEAUS
 
@@ -51,11 +51,7 @@ def n_gauss_points(method: str) -> int:
     return max(1, math.ceil((TABLEAUS[method].order + 1) / 2))
 
 
-class _Gauss(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, f: Any, spec: Any, t0: float, t1: float, y0: Tensor, *params: Tensor):
-        return save_forward(ctx, f, spec, t0, t1, y0, params)
-
+class _Gauss(ForwardSolutionFunction):
     @staticmethod
     def backward(ctx: Any, grad_y1: Tensor):
         ydense, params = load_forward(ctx)

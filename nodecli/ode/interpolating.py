@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nodecli.ode.dense import DenseOutput, mixed_norm, split_flat, vjp
+from nodecli.ode.dense import DenseOutput, grads_or_zeros, mixed_norm, split_flat, vjp
 from nodecli.ode.spec import backward_solve, forward_solve
 
 
@@ -59,11 +59,16 @@ def load_forward(ctx: Any) -> tuple[DenseOutput, tuple[Tensor, ...]]:
     return dense, params
 
 
-class _Interpolating(torch.autograd.Function):
+class ForwardSolutionFunction(torch.autograd.Function):
+    """The forward pass `interpolating` and `gauss` share: keep the forward solution
+    (or y0); subclasses define the backward pass that reads it with `load_forward`."""
+
     @staticmethod
     def forward(ctx: Any, f: Any, spec: Any, t0: float, t1: float, y0: Tensor, *params: Tensor):
         return save_forward(ctx, f, spec, t0, t1, y0, params)
 
+
+class _Interpolating(ForwardSolutionFunction):
     @staticmethod
     def backward(ctx: Any, grad_y1: Tensor):
         dense, params = load_forward(ctx)
@@ -79,11 +84,7 @@ class _Interpolating(torch.autograd.Function):
                 fy = f(t, y)
                 grads = vjp(fy, lam, (y, *params))
             f.backpropagated += 1
-            parts = [
-                (torch.zeros_like(x) if g is None else g).reshape(-1)
-                for g, x in zip(grads, (y, *params), strict=True)
-            ]
-            return torch.cat(parts).neg_()
+            return torch.cat([g.reshape(-1) for g in grads_or_zeros(grads, (y, *params))]).neg_()
 
         a1 = torch.cat([grad_y1.reshape(-1), grad_y1.new_zeros(n_p)])
         norm = mixed_norm((n, n_p), use=1 if spec.seminorm else 2)

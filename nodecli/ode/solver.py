@@ -117,6 +117,26 @@ def _lincomb(y: Tensor, ks: list[Tensor], terms: Terms, h: float) -> Tensor:
     return out
 
 
+def _stages(
+    f: VectorField,
+    y: Tensor,
+    f0: Tensor,
+    t: float,
+    t_next: float,
+    h: float,
+    stages: tuple[tuple[float, Terms], ...],
+) -> tuple[list[Tensor], Tensor]:
+    """The stage derivatives k_1 = f0, k_i = f(t + c_i h, y + h Σ_j a_ij k_j) of one step,
+    and the last stage's input (an FSAL method's y1). A stage with c = 1 is evaluated at
+    T_NEXT, so that it matches the recorded grid exactly."""
+    ks = [f0]
+    yi = y
+    for c, terms in stages:
+        yi = _lincomb(y, ks, terms, h)
+        ks.append(f(t_next if c == 1.0 else t + c * h, yi))
+    return ks, yi
+
+
 def _rms_norm(x: Tensor) -> Tensor:
     """Root mean square over all elements (torchdiffeq's default norm)."""
     return torch.linalg.vector_norm(x) / math.sqrt(x.numel())
@@ -259,11 +279,7 @@ def _integrate_fixed(
         if f0 is None:
             f0 = f(t, y)
             sol.nfe += 1
-        ks = [f0]
-        yi = y
-        for c, terms in stages:
-            yi = _lincomb(y, ks, terms, h)
-            ks.append(f(t_next if c == 1.0 else t + c * h, yi))
+        ks, yi = _stages(f, y, f0, t, t_next, h, stages)
         sol.nfe += len(stages)
         y1 = yi if use_last_stage_as_y1 else _lincomb(y, ks, plan.b, h)
         f0 = ks[-1] if use_last_stage_as_y1 else None
@@ -352,11 +368,7 @@ def _integrate_adaptive(
             ks = [k_last]
             ratio = float(err_norm)
         else:
-            ks = [f0]
-            yi = y
-            for c, terms in plan.stages:
-                yi = _lincomb(y, ks, terms, h)
-                ks.append(f(t_next if c == 1.0 else t + c * h, yi))
+            ks, yi = _stages(f, y, f0, t, t_next, h, plan.stages)
             y1 = yi if tab.fsal else _lincomb(y, ks, plan.b, h)
 
             with torch.no_grad():
@@ -409,9 +421,7 @@ def rk_step(
     stages = plan.stages[:-1] if plan.tableau.fsal else plan.stages
     if t_next is None:
         t_next = t + h
-    ks = [f(t, y)]
-    for c, terms in stages:
-        ks.append(f(t_next if c == 1.0 else t + c * h, _lincomb(y, ks, terms, h)))
+    ks, _ = _stages(f, y, f(t, y), t, t_next, h, stages)
     return _lincomb(y, ks, plan.b, h)
 
 
