@@ -30,12 +30,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
-from rich.console import Console
 from rich.table import Table
 
 from nodecli.config import SENSEALGS, Config, ConfigError
+from nodecli.console import make_console
 
-console = Console(highlight=False)
+console = make_console()
 
 GRADCHECK_FILE = "gradcheck.json"
 

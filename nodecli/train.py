@@ -160,12 +160,11 @@ def memory_probe(
     See nodecli/memory.py for exactly what the two numbers measure.
     """
     xb, yb = data.x_train[:batch_size], data.y_train[:batch_size]
-    counter = model.ode.counter
-    saved = (counter.calls, counter.backpropagated, counter._recorded)
+    counts = model.ode.counter.snapshot()
     result = measure_step(
         lambda: F.cross_entropy(model(xb), yb), device, exclude=[*model.parameters(), xb]
     )
-    counter.calls, counter.backpropagated, counter._recorded = saved
+    model.ode.counter.restore(counts)
     model.zero_grad(set_to_none=True)
     return result
 

@@ -52,6 +52,13 @@ class CountingField:
         if torch.is_grad_enabled():
             self._recorded += n
 
+    def snapshot(self) -> tuple[int, int, int]:
+        """The counts now, to put back with `restore` after work that must not count."""
+        return self.calls, self.backpropagated, self._recorded
+
+    def restore(self, counts: tuple[int, int, int]) -> None:
+        self.calls, self.backpropagated, self._recorded = counts
+
     @property
     def total(self) -> int:
         """Forward evaluations plus backward (vector-Jacobian) evaluations so far."""
