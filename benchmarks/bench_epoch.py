@@ -26,7 +26,6 @@ rounds. The first epoch is round 1's (cold: it includes one-time costs such as c
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import os
 import platform
 import shlex
@@ -49,6 +48,7 @@ from nodecli.data import DataSplit, load_dataset, shuffled_batches
 from nodecli.device import synchronize
 from nodecli.model import build_model
 from nodecli.ode.sensitivity import SolveSpec
+from nodecli.runs import dist_version
 from nodecli.train import accuracy, compile_model, make_optimizer, train_epoch
 
 SEED, N_DIGITS, SPLIT, BATCH, LR, RTOL, ATOL = 0, 1500, 0.9, 128, 1e-3, 1e-3, 1e-3
@@ -429,11 +429,7 @@ def process_wall(repeats: int) -> list[float]:
 
 def versions() -> str:
     parts = [f"python {platform.python_version()}", f"torch {torch.__version__}"]
-    for dist in ("torchdiffeq", "torchdyn", "torchode"):
-        try:
-            parts.append(f"{dist} {importlib.metadata.version(dist)}")
-        except importlib.metadata.PackageNotFoundError:
-            parts.append(f"{dist} (not installed)")
+    parts += [f"{dist} {dist_version(dist)}" for dist in ("torchdiffeq", "torchdyn", "torchode")]
     return ", ".join(parts)
 
 

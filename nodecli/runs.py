@@ -72,7 +72,8 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _dist_version(name: str) -> str:
+def dist_version(name: str) -> str:
+    """An installed distribution's version from its metadata (no import needed)."""
     try:
         return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
@@ -92,7 +93,7 @@ def versions() -> dict[str, str]:
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchdiffeq": _dist_version("torchdiffeq"),
+        "torchdiffeq": dist_version("torchdiffeq"),
         "nodecli": nodecli.__version__,
     }
 
