@@ -339,26 +339,25 @@ def per_run(df: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for run_dir, g in df.groupby("run_dir", sort=False):
         g = g.dropna(subset=["epoch"]).sort_values("epoch")
-        times = g["train_time_s"].to_numpy(dtype=float) if len(g) else []
+        if g.empty:  # no finished epoch: every figure is missing (NaN in the frame)
+            rows.append({"run_dir": run_dir, "epochs": 0})
+            continue
+        times = g["train_time_s"].to_numpy(dtype=float)
         row = {
             "run_dir": run_dir,
             "epochs": len(g),
-            "first_epoch_s": times[0] if len(times) else math.nan,
+            "first_epoch_s": times[0],
             # Epoch 1 pays for warm-up (allocations, compilation): kept apart.
-            "epoch_time_s": float(pd.Series(times[1:]).median())
-            if len(times) > 1
-            else (times[0] if len(times) else math.nan),
-            "total_train_s": float(sum(times)) if len(times) else math.nan,
-            "final_test_acc": g["test_acc"].iloc[-1] if len(g) else math.nan,
-            "best_test_acc": g["test_acc"].max() if len(g) else math.nan,
-            "final_train_acc": g["train_acc"].iloc[-1] if len(g) else math.nan,
-            "nfe_forward": g["nfe_forward"].mean() if "nfe_forward" in g and len(g) else math.nan,
-            "nfe_backward": g["nfe_backward"].mean()
-            if "nfe_backward" in g and len(g)
-            else math.nan,
+            "epoch_time_s": float(pd.Series(times[1:]).median()) if len(times) > 1 else times[0],
+            "total_train_s": float(sum(times)),
+            "final_test_acc": g["test_acc"].iloc[-1],
+            "best_test_acc": g["test_acc"].max(),
+            "final_train_acc": g["train_acc"].iloc[-1],
         }
+        for column in ("nfe_forward", "nfe_backward"):
+            row[column] = g[column].mean() if column in g else math.nan
         for column in memory:
-            row[column] = g[column].max() if len(g) else math.nan
+            row[column] = g[column].max()
         rows.append(row)
     return pd.DataFrame(rows)
 
