@@ -79,10 +79,10 @@ class NeuralODEClassifier(nn.Module):
 
 def glorot_init_(model: nn.Module) -> None:
     """Glorot-uniform weights, zero biases, in a fixed parameter order (same for all styles)."""
-    for name, p in model.named_parameters():
-        if p.dim() >= 2:
+    for p in model.parameters():
+        if p.dim() >= 2:  # weight matrices
             nn.init.xavier_uniform_(p)
-        elif name.endswith("bias") or p.dim() == 1:
+        else:  # biases
             nn.init.zeros_(p)
 
 
