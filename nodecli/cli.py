@@ -22,16 +22,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from nodecli.config import (
     Config,
-    ConfigError,
     all_keys,
     explain_compose_error,
     register_schema,
     unknown_keys,
     validate,
 )
+from nodecli.errors import EXIT_OK, EXIT_USAGE, ConfigError, UsageError, raise_usage_errors
 from nodecli.runs import RUN_FILE, process_alive, read_run_json
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 USAGE = """usage: nodecli COMMAND [overrides ...]
 
@@ -42,10 +40,6 @@ commands:
   gradcheck  every sensealg's gradient vs a float64 reference nodecli gradcheck solver.rtol=1e-6
   --help  this message; `nodecli train --help` lists every config group and key
 """
-
-
-class UsageError(Exception):
-    """A bad command line; the message is one line."""
 
 
 def conf_dir() -> Path:
@@ -68,13 +62,7 @@ def hydra_arg_parser() -> argparse.ArgumentParser:
     """Hydra's own argument parser, raising instead of exiting on a bad flag."""
     from hydra._internal.utils import get_args_parser
 
-    parser = get_args_parser()
-
-    def error(message: str) -> NoReturn:
-        raise UsageError(f"{message} (nodecli train --help lists the options)")
-
-    parser.error = error  # type: ignore[method-assign]
-    return parser
+    return raise_usage_errors(get_args_parser(), "nodecli train --help lists the options")
 
 
 def compose_config(overrides: list[str]) -> Config:

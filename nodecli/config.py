@@ -15,6 +15,8 @@ from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 
+from nodecli.errors import ConfigError
+
 SENSEALGS = ("direct", "adjoint", "checkpoint", "interpolating", "gauss")
 ADAPTIVE_SOLVERS = ("tsit5", "dopri5", "bosh3", "dopri8")
 FIXED_SOLVERS = ("rk4", "euler", "midpoint")
@@ -22,10 +24,6 @@ SOLVERS = ADAPTIVE_SOLVERS + FIXED_SOLVERS
 DEVICES = ("auto", "cpu", "cuda", "mps")
 LAYER_STYLES = ("module", "functional", "compiled")
 DATASETS = ("mnist_bundled", "mnist")
-
-
-class ConfigError(ValueError):
-    """A bad command line or config value; the message is one user-facing line."""
 
 
 @dataclass

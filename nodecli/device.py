@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from nodecli.config import ConfigError
+from nodecli.errors import ConfigError
 
 
 def mps_available() -> bool:

@@ -32,8 +32,9 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from rich.table import Table
 
-from nodecli.config import SENSEALGS, Config, ConfigError
+from nodecli.config import SENSEALGS, Config
 from nodecli.console import make_console
+from nodecli.errors import ConfigError, raise_usage_errors
 
 console = make_console()
 
@@ -65,12 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def parse_args(args: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = _parser()
-
-    def error(message: str) -> None:
-        raise ConfigError(f"{message} (nodecli gradcheck --help lists the options)")
-
-    parser.error = error  # type: ignore[method-assign]
+    parser = raise_usage_errors(_parser(), "nodecli gradcheck --help lists the options")
     parsed, overrides = parser.parse_known_args(args)
     flags = [a for a in overrides if a.startswith("-")]
     if flags:

@@ -20,11 +20,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pandas as pd
 
-from nodecli.config import ConfigError
+from nodecli.errors import ConfigError, raise_usage_errors
 from nodecli.runs import ATTEMPTS_DIR, CONFIG_FILE, METRICS_FILE, RUN_FILE, process_alive
 
 STALE_AFTER_S = 600.0
@@ -777,8 +777,6 @@ def plot(df: pd.DataFrame, summary: Summary, path: Path) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from nodecli.cli import UsageError
-
     parser = argparse.ArgumentParser(
         prog="nodecli report",
         description="Compare run records: groups by the config keys that vary (seed "
@@ -821,12 +819,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="a 'running' record without heartbeat for this long is stale (default 600)",
     )
-
-    def error(message: str) -> NoReturn:
-        raise UsageError(f"{message} (nodecli report --help lists the options)")
-
-    parser.error = error  # type: ignore[method-assign]
-    return parser
+    return raise_usage_errors(parser, "nodecli report --help lists the options")
 
 
 def report_command(args: list[str]) -> int:

@@ -22,7 +22,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from nodecli.config import Config, ConfigError
+from nodecli.config import Config
+from nodecli.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from nodecli.runs import (
     ATTEMPTS_DIR,
     CHECKPOINT_FILE,
@@ -32,8 +33,6 @@ from nodecli.runs import (
     now_iso,
     read_run_json,
 )
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 RESUME_KEY = "sweep.resume"
 SWEEP_FILE = "sweep.json"

@@ -24,6 +24,7 @@ from nodecli.config import Config
 from nodecli.console import make_console
 from nodecli.data import DataSplit, load_dataset, shuffled_batches
 from nodecli.device import resolve_device, synchronize
+from nodecli.errors import EXIT_FAILED, EXIT_OK
 from nodecli.memory import StepMemory, measure_step
 from nodecli.model import NeuralODEClassifier, build_model
 from nodecli.ode.sensitivity import SolveSpec
@@ -32,8 +33,6 @@ from nodecli.optim import Adam
 from nodecli.resume import ResumeError, load_training_state, save_training_state
 from nodecli.runs import CHECKPOINT_FILE, RunRecord
 from nodecli.signals import GracefulStop, StopRequested
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 console = make_console()
 err_console = make_console(stderr=True)

@@ -1,0 +1,31 @@
+"""Exceptions every command shares, exit codes, and the argparse error hook.
+
+The bottom of nodecli's import graph: it imports nothing from nodecli, so any module may
+raise these and `nodecli.cli` turns them into one line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import NoReturn
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class ConfigError(ValueError):
+    """A bad command line or config value; the message is one user-facing line."""
+
+
+class UsageError(Exception):
+    """A bad command line; the message is one line."""
+
+
+def raise_usage_errors(parser: argparse.ArgumentParser, hint: str) -> argparse.ArgumentParser:
+    """Make PARSER raise UsageError (message + HINT) instead of printing usage and exiting 2,
+    so every command reports bad flags the same way, through cli.main."""
+
+    def error(message: str) -> NoReturn:
+        raise UsageError(f"{message} ({hint})")
+
+    parser.error = error  # type: ignore[method-assign]
+    return parser
