@@ -26,7 +26,8 @@ SLURM = ["hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=10"]
 def cluster(tmp_path_factory):
     missing = missing_binaries()
     if missing:
-        pytest.skip(f"SLURM binaries missing ({', '.join(missing)}): apt-get install slurm-wlm munge")
+        needs = "apt-get install slurm-wlm munge"
+        pytest.skip(f"SLURM binaries missing ({', '.join(missing)}): {needs}")
     if os.geteuid() != 0:
         pytest.skip("a private SLURM cluster needs root (slurmd runs jobs as their user)")
     cluster = start_cluster(tmp_path_factory.mktemp("slurm"))
