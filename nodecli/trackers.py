@@ -1,0 +1,221 @@
+"""Experiment trackers (the `logger` config group): TensorBoard and MLflow.
+
+The run record is the truth; trackers are copies for the tools users already have open.
+So a tracker never stops or fails a run: its first error becomes one warning line on
+stderr, that tracker is switched off for the rest of the run, and training goes on.
+Both clients are optional dependencies (`pip install 'nodecli[trackers]'`) and are
+imported only when a run asks for them, which keeps `nodecli train` start-up fast.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from nodecli.errors import ConfigError
+
+TRACKERS_EXTRA = "pip install 'nodecli[trackers]'"
+TENSORBOARD_SUBDIR = "tensorboard"  # inside the run folder: `tensorboard --logdir outputs`
+
+
+@dataclass
+class TensorBoardConfig:
+    """`logger=tensorboard`: event files in <run folder>/tensorboard unless log_dir is set."""
+
+    log_dir: str | None = None
+
+
+@dataclass
+class MLflowConfig:
+    """`logger=mlflow`: a local SQLite store under outputs/ unless tracking_uri is set."""
+
+    tracking_uri: str = "sqlite:///outputs/mlflow.db"
+    experiment: str = "nodecli"
+
+
+@dataclass
+class LoggerConfig:
+    """Which trackers a run writes to; `logger=[tensorboard,mlflow]` selects both."""
+
+    tensorboard: TensorBoardConfig | None = None
+    mlflow: MLflowConfig | None = None
+
+    def names(self) -> list[str]:
+        return [name for name in ("tensorboard", "mlflow") if getattr(self, name) is not None]
+
+
+# What each tracker needs installed (module to find → pip package to name).
+REQUIREMENTS = {
+    "tensorboard": {"tensorboard": "tensorboard"},
+    "mlflow": {"mlflow": "mlflow-skinny", "sqlalchemy": "sqlalchemy", "alembic": "alembic"},
+}
+
+
+def check_trackers(cfg: LoggerConfig) -> None:
+    """Before any work: each chosen tracker's client is installed (one line if not)."""
+    for name in cfg.names():
+        missing = [pkg for mod, pkg in REQUIREMENTS[name].items() if not _installed(mod)]
+        if missing:
+            raise ConfigError(
+                f"logger={name} needs {', '.join(missing)}, which is not installed; "
+                f"install it with {TRACKERS_EXTRA}"
+            )
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+class Tracker(Protocol):
+    name: str
+
+    def log_epoch(self, row: Mapping[str, Any]) -> None: ...
+
+    def finish(self, status: str, final: Mapping[str, Any]) -> None: ...
+
+
+def _numbers(row: Mapping[str, Any]) -> dict[str, float]:
+    """The finite numeric values of ROW (NaN memory on MPS, say, is left out)."""
+    out = {}
+    for key, value in row.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if math.isfinite(value):
+            out[key] = float(value)
+    return out
+
+
+class TensorBoardTracker:
+    name = "tensorboard"
+
+    def __init__(self, cfg: TensorBoardConfig, run_dir: Path, params: Mapping[str, Any]) -> None:
+        # Deferred import: torch.utils.tensorboard pulls in tensorboard (~1 s).
+        from torch.utils.tensorboard import SummaryWriter
+
+        log_dir = Path(cfg.log_dir) if cfg.log_dir else run_dir / TENSORBOARD_SUBDIR
+        self.writer = SummaryWriter(log_dir=str(log_dir))
+        self.params = {
+            k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in params.items()
+        }
+        self.writer.add_text("config", "\n".join(f"    {k} = {v}" for k, v in params.items()))
+
+    def log_epoch(self, row: Mapping[str, Any]) -> None:
+        step = int(row["epoch"])
+        for key, value in _numbers(row).items():
+            if key != "epoch":
+                self.writer.add_scalar(f"epoch/{key}", value, step)
+        self.writer.flush()
+
+    def finish(self, status: str, final: Mapping[str, Any]) -> None:
+        metrics = {f"final/{k}": v for k, v in _numbers(final).items()}
+        self.writer.add_hparams(self.params, metrics, run_name=".")
+        self.writer.close()
+
+
+class MLflowTracker:
+    name = "mlflow"
+
+    def __init__(self, cfg: MLflowConfig, run_dir: Path, params: Mapping[str, Any]) -> None:
+        # Fail fast instead of mlflow's minutes of retries against an unreachable server.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        # Deferred import: mlflow takes ~1 s to import and most runs do not use it.
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+
+        uri = cfg.tracking_uri
+        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(tracking_uri=uri)
+        experiment = self.client.get_experiment_by_name(cfg.experiment)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment is not None
+            else self.client.create_experiment(cfg.experiment)
+        )
+        run = self.client.create_run(
+            experiment_id, run_name=run_dir.name, tags={"nodecli.run_dir": str(run_dir)}
+        )
+        self.run_id = run.info.run_id
+        items = [Param(k, str(v)[:6000]) for k, v in params.items()]
+        for start in range(0, len(items), 100):  # the store's batch limit
+            self.client.log_batch(self.run_id, params=items[start : start + 100])
+
+    def log_epoch(self, row: Mapping[str, Any]) -> None:
+        from mlflow.entities import Metric
+
+        step = int(row["epoch"])
+        stamp = _now_ms()
+        metrics = [Metric(k, v, stamp, step) for k, v in _numbers(row).items() if k != "epoch"]
+        self.client.log_batch(self.run_id, metrics=metrics)
+
+    def finish(self, status: str, final: Mapping[str, Any]) -> None:
+        from mlflow.entities import Metric
+
+        stamp = _now_ms()
+        metrics = [Metric(f"final_{k}", v, stamp, 0) for k, v in _numbers(final).items()]
+        if metrics:
+            self.client.log_batch(self.run_id, metrics=metrics)
+        state = {"completed": "FINISHED", "interrupted": "KILLED"}.get(status, "FAILED")
+        self.client.set_terminated(self.run_id, status=state)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Trackers:
+    """The run's trackers behind one guard: an error switches that tracker off, one line."""
+
+    def __init__(self, cfg: LoggerConfig, run_dir: Path, params: Mapping[str, Any]) -> None:
+        self.active: list[Tracker] = []
+        makers = {"tensorboard": TensorBoardTracker, "mlflow": MLflowTracker}
+        for name in cfg.names():
+            try:
+                self.active.append(makers[name](getattr(cfg, name), run_dir, params))
+            except Exception as exc:  # noqa: BLE001 - a tracker must never stop the run
+                _warn(name, exc)
+
+    def log_epoch(self, row: Mapping[str, Any]) -> None:
+        self._each("log_epoch", row)
+
+    def finish(self, status: str, final: Mapping[str, Any]) -> None:
+        self._each("finish", status, final)
+        self.active = []
+
+    def _each(self, method: str, *args: Any) -> None:
+        for tracker in list(self.active):
+            try:
+                getattr(tracker, method)(*args)
+            except Exception as exc:  # noqa: BLE001 - a tracker must never stop the run
+                self.active.remove(tracker)
+                _warn(tracker.name, exc)
+
+
+def _warn(name: str, exc: BaseException) -> None:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    print(
+        f"nodecli: warning: logger={name} failed ({text[:300]}); it is off for this run, "
+        "the run record is unaffected",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def flat_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config as dotted keys (`sensealg.name`), the trackers' parameter names."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flat_params(value, f"{name}."))
+        else:
+            out[name] = value
+    return out

@@ -1,0 +1,90 @@
+"""Trackers read back with their own readers: TensorBoard's event reader, mlflow.search_runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nodecli.errors import ConfigError
+from nodecli.trackers import (
+    LoggerConfig,
+    MLflowConfig,
+    TensorBoardConfig,
+    Trackers,
+    check_trackers,
+    flat_params,
+)
+
+ROWS = [
+    {
+        "epoch": 1,
+        "train_time_s": 0.5,
+        "train_loss": 2.0,
+        "test_acc": 40.0,
+        "peak_memory_bytes": float("nan"),
+    },
+    {
+        "epoch": 2,
+        "train_time_s": 0.4,
+        "train_loss": 1.5,
+        "test_acc": 60.0,
+        "peak_memory_bytes": float("nan"),
+    },
+]
+PARAMS = flat_params({"seed": 0, "sensealg": {"name": "adjoint"}, "data": {"n": None}})
+
+
+def test_flat_params_uses_dotted_keys() -> None:
+    assert PARAMS == {"seed": 0, "sensealg.name": "adjoint", "data.n": None}
+
+
+def test_tensorboard_scalars_read_back(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trackers = Trackers(LoggerConfig(tensorboard=TensorBoardConfig()), tmp_path, PARAMS)
+    for row in ROWS:
+        trackers.log_epoch(row)
+    trackers.finish("completed", ROWS[-1])
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    acc = events.Scalars("epoch/test_acc")
+    assert [(e.step, e.value) for e in acc] == [(1, 40.0), (2, 60.0)]
+    assert "epoch/peak_memory_bytes" not in events.Tags()["scalars"]  # NaN left out
+
+
+def test_mlflow_run_reads_back(tmp_path: Path) -> None:
+    pytest.importorskip("mlflow")
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/store/mlflow.db"
+    cfg = LoggerConfig(mlflow=MLflowConfig(tracking_uri=uri, experiment="t"))
+    trackers = Trackers(cfg, tmp_path / "run-1", PARAMS)
+    for row in ROWS:
+        trackers.log_epoch(row)
+    trackers.finish("completed", ROWS[-1])
+    mlflow.set_tracking_uri(uri)
+    (run,) = mlflow.search_runs(experiment_names=["t"]).to_dict("records")
+    assert run["params.sensealg.name"] == "adjoint" and run["status"] == "FINISHED"
+    assert run["metrics.test_acc"] == 60.0 and run["metrics.final_test_acc"] == 60.0
+    history = mlflow.tracking.MlflowClient(uri).get_metric_history(run["run_id"], "train_loss")
+    assert [(m.step, m.value) for m in history] == [(1, 2.0), (2, 1.5)]
+
+
+def test_unreachable_tracker_is_one_warning_and_training_goes_on(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("mlflow")
+    cfg = LoggerConfig(mlflow=MLflowConfig(tracking_uri="http://127.0.0.1:9", experiment="t"))
+    trackers = Trackers(cfg, tmp_path, PARAMS)
+    trackers.log_epoch(ROWS[0])
+    trackers.finish("completed", ROWS[0])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nodecli: warning: logger=mlflow failed")
+
+
+def test_missing_client_is_one_line_naming_the_extra(monkeypatch) -> None:
+    monkeypatch.setattr("nodecli.trackers._installed", lambda module: module != "tensorboard")
+    with pytest.raises(
+        ConfigError, match=r"logger=tensorboard needs tensorboard.*nodecli\[trackers\]"
+    ):
+        check_trackers(LoggerConfig(tensorboard=TensorBoardConfig()))
