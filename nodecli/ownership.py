@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import socket
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -69,13 +70,53 @@ class Claim:
 _held: dict[Path, Claim] = {}
 
 
-def describe_owner(folder: Path) -> str:
-    """'pid N on HOST since T' from FOLDER's lock file, or a vaguer phrase if unreadable."""
+def describe_owner(folder: Path, attempts: int = 20) -> str:
+    """'pid N on HOST since T' from FOLDER's lock file. The owner writes its details just
+    after locking, so a racing reader may see them empty or still the previous owner's
+    (a dead pid here): it looks again for up to a second before saying less."""
+    for attempt in range(attempts):
+        try:
+            owner = json.loads((folder / CLAIM_FILE).read_text(encoding="utf-8"))
+            pid, host = owner["pid"], owner["host"]
+            if host != socket.gethostname() or process_alive(pid, host):
+                return f"pid {pid} on {host} since {owner['started_at']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        if attempt + 1 < attempts:
+            time.sleep(0.05)
+    return "another process"
+
+
+def process_alive(pid: object, host: object) -> bool:
+    """True if PID is a live process on this host; a record from another host, or without
+    a usable pid, cannot be checked from here and counts as not alive."""
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return False
     try:
-        owner = json.loads((folder / CLAIM_FILE).read_text(encoding="utf-8"))
-        return f"pid {owner['pid']} on {owner['host']} since {owner['started_at']}"
-    except (OSError, ValueError, KeyError, TypeError):
-        return "another process"
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def live_owner(folder: Path) -> str | None:
+    """Who holds FOLDER's claim right now ('pid N on HOST since T'), or None; only
+    looks (a shared lock on a read-only descriptor), so the folder is left unchanged."""
+    if held_claim(folder) is not None:  # this process: flock would conflict with itself
+        return None
+    try:
+        fd = os.open(Path(folder) / CLAIM_FILE, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return describe_owner(Path(folder))
+    finally:
+        os.close(fd)
+    return None
 
 
 def claim_folder(folder: Path, purpose: str) -> Claim:

@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from nodecli.config import Config
 from nodecli.errors import ConfigError
 from nodecli.hydra_app import quote_override_value
+from nodecli.ownership import ClaimError, live_owner
 from nodecli.runs import (
     CHECKPOINT_FILE,
     METRICS_FILE,
@@ -52,9 +53,15 @@ def resume_overrides(target: str, extra: list[str]) -> list[str]:
         )
     try:
         info = read_run_json(run_dir)
+    except ValueError as exc:
+        raise ConfigError(f"resume={target}: {RUN_FILE} is damaged ({exc}); {UNCHANGED}") from exc
+    try:
         saved = [str(o) for o in OmegaConf.to_container(OmegaConf.load(saved_path))]
-    except Exception as exc:  # unreadable JSON/YAML: say which file, not how it broke
-        raise ConfigError(f"resume={target}: the run record is unreadable ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - unreadable YAML: say which file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"resume={target}: .hydra/overrides.yaml is damaged ({first}); {UNCHANGED}"
+        ) from exc
     refuse_live(info, f"resume={target}")
     keys = {o.split("=", 1)[0].lstrip("+~") for o in extra}
     if keys - {"train.epochs"}:
@@ -150,6 +157,12 @@ def checkpoint_epoch(run_dir: Path, config: Config) -> int:
 
 def check_new_run_dir(run_dir: Path, given_as: str) -> None:
     """A new run never writes over another run's record or over a user's files."""
+    owner = live_owner(run_dir)
+    if owner is not None:
+        raise ClaimError(
+            f"{given_as}={run_dir} is in use by {owner}; wait for it to finish or stop it, "
+            "or choose another folder"
+        )
     if (run_dir / RUN_FILE).is_file():
         raise ConfigError(
             f"{given_as}={run_dir} already holds a run record; choose another folder, "

@@ -8,6 +8,7 @@ that this process still owns the folder (nodecli.ownership).
 
 This module is also the only reader of record files: `read_run_json`, `read_metrics`,
 `read_config`, and the one liveness rule `run_state`, used by resume, sweep and report.
+(`process_alive` lives in nodecli.ownership, which claims folders with it; re-exported.)
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nodecli.errors import ConfigError
-from nodecli.ownership import CLAIM_FILE, claim_folder, ensure_owned
+from nodecli.ownership import CLAIM_FILE, claim_folder, ensure_owned, process_alive
 
 if TYPE_CHECKING:
     import pandas as pd
+
 
 METRICS_FILE = "metrics.csv"
 RUN_FILE = "run.json"
@@ -329,20 +331,6 @@ def _parse_time(text: Any) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
-
-
-def process_alive(pid: object, host: object) -> bool:
-    """True if PID is a live process on this host; a record from another host, or without
-    a usable pid, cannot be checked from here and counts as not alive."""
-    if not isinstance(pid, int) or host != socket.gethostname():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
 
 
 def run_state(info: dict[str, Any], stale_after_s: float = STALE_AFTER_S) -> tuple[str, float]:

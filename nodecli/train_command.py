@@ -29,6 +29,7 @@ from nodecli.resume_rules import (
     resume_overrides,
     validate_record,
 )
+from nodecli.runs import read_run_json
 
 DEFAULT_RUNS_ROOT = Path("outputs") / "runs"
 _exit_codes: list[int] = []
@@ -75,7 +76,9 @@ def train_command(args: list[str]) -> int:
         run_dir = Path(config.resume or "")
         claim_folder(run_dir, "resume")
         finished = validate_record(run_dir, config)
-        if config.train.epochs <= finished:
+        # A run killed after its last checkpoint but before it said "completed" resumes
+        # with nothing left to train: that only completes its record.
+        if config.train.epochs <= finished and read_run_json(run_dir)["status"] == "completed":
             raise ConfigError(
                 f"resume={target}: all {config.train.epochs} epochs are finished; "
                 "add train.epochs=N with a larger N to train further"

@@ -27,7 +27,6 @@ from nodecli.runs import RunRecord, atomic_write_text, run_state
 from nodecli.sweep_plan import expand_jobs, plan_sweep
 from nodecli.train import make_optimizer, solve_spec
 
-
 DEAD_PID = 2**22 + 12345  # above Linux's largest pid: never a live process
 
 
@@ -236,6 +235,8 @@ def test_a_claimed_folder_is_refused_naming_its_owner(tmp_path: Path) -> None:
     try:
         with pytest.raises(ClaimError, match="in use by pid 4242 on elsewhere since t0"):
             claim_folder(folder, "test")
+        with pytest.raises(ClaimError, match="in use by pid 4242"):  # a new run, before Hydra
+            check_new_run_dir(folder, "hydra.run.dir")
     finally:
         os.close(other)  # the owner dies: its claim goes with it
     claim = claim_folder(folder, "test")
