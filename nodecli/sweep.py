@@ -19,7 +19,14 @@ import json
 from nodecli.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from nodecli.hydra_app import hydra_arg_parser, quote_override_value, run_hydra
 from nodecli.ownership import claim_folder
-from nodecli.runs import RUN_FILE, atomic_write_text, now_iso, read_run_json, run_state
+from nodecli.runs import (
+    RUN_FILE,
+    atomic_write_text,
+    folder_entries,
+    now_iso,
+    read_run_json,
+    run_state,
+)
 from nodecli.sweep_job import sweep_task
 from nodecli.sweep_plan import (
     RESUME_KEY,
@@ -101,6 +108,10 @@ def sweep_command(args: list[str]) -> int:
     if not plan.dir_given:
         plan.sweep_dir = new_sweep_dir()
     claim_folder(plan.sweep_dir, "a nodecli sweep")
+    if not plan.resume and folder_entries(plan.sweep_dir):  # filled since it was planned
+        raise ConfigError(
+            f"hydra.sweep.dir={plan.sweep_dir} is no longer empty; another sweep wrote into it"
+        )
     if plan.resume:
         refuse_live_jobs(plan)  # under the claim: no other sweep can start one meanwhile
     write_sweep_file(plan)

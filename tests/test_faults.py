@@ -93,6 +93,23 @@ def test_two_trains_into_one_folder_exactly_one_runs(tmp_path: Path) -> None:
         assert one_line(loser_err), loser_err
         assert "in use by pid" in loser_err or "already holds a run record" in loser_err
         assert consistent(target, epochs=1)
+        assert read_run_json(target)["argv"][:2] == ["nodecli", "train"]  # argv complete
+
+
+def test_two_new_sweeps_into_one_folder_exactly_one_runs(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    args = ["sweep", "seed=0,1", *TINY, f"hydra.sweep.dir={sweep_dir}"]
+    procs = [start([*args[:1], f"seed={n},{n + 1}", *args[2:]], tmp_path) for n in (0, 5)]
+    COUNTS["faults_injected"] += 1
+    outs = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    assert sorted(code for code, _, _ in outs) == [0, 2], outs
+    ((winner, _, _),) = [(n, o, e) for n, (c, o, e) in zip((0, 5), outs, strict=True) if c == 0]
+    (loser_err,) = [err for code, _, err in outs if code == 2]
+    assert one_line(loser_err), loser_err
+    stored = json.loads((sweep_dir / "sweep.json").read_text())
+    assert stored["job_overrides"][0] == f"seed={winner},{winner + 1}"  # not replaced
+    jobs = sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir())
+    assert len(jobs) == 2 and all(consistent(job, epochs=1) for job in jobs)
 
 
 def killed_sweep(tmp_path: Path) -> Path:
@@ -218,6 +235,39 @@ def test_damaged_sweep_file_without_hydras_files_exits_2(tmp_path: Path, sweep_j
     assert result.returncode == 2 and one_line(result.stderr), result.stderr
     assert "rebuild the plan" in result.stderr
     assert sorted(p.name for p in sweep_dir.iterdir()) == ["sweep.json"]
+
+
+@pytest.fixture
+def read_only_fs(tmp_path: Path):
+    """An empty read-only tmpfs (mounting needs root: skipped where that is refused)."""
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()})")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", *TINY],
+        ["train", *TINY, "hydra.run.dir=run"],
+        ["sweep", "seed=0,1", *TINY],
+        ["sweep", "seed=0,1", *TINY, "hydra.sweep.dir=sweep"],
+        ["gradcheck", "--methods", "direct", *TINY],
+        ["gradcheck", "--methods", "direct", "--out", "g", *TINY],
+    ],
+    ids=["train", "train-run-dir", "sweep", "sweep-dir", "gradcheck", "gradcheck-out"],
+)
+def test_read_only_file_system_is_one_line_exit_2(read_only_fs: Path, args) -> None:
+    result = cli(args, read_only_fs)
+    COUNTS["faults_injected"] += 1
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert one_line(result.stderr) and "Read-only file system" in result.stderr, result.stderr
 
 
 @pytest.fixture

@@ -385,3 +385,14 @@ def test_read_only_folder_is_one_line_exit_2(tmp_path: Path, monkeypatch, capsys
     finally:
         tmp_path.chmod(0o755)
     assert code == 2 and "Permission denied" in err and len(err.strip().splitlines()) == 1
+
+
+def test_gradcheck_solver_failure_is_one_line_exit_1(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["gradcheck", "--methods", "direct", "--repeats", "1", "solver.max_steps=1", *TINY]
+    from nodecli import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(args)
+    code, out = exit_info.value.code, capsys.readouterr().out
+    assert code == 1 and "gradcheck failed" in out and "solver.max_steps" in out, out

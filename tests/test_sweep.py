@@ -200,3 +200,33 @@ def test_resume_with_the_same_overrides_in_any_order(cli, tmp_path: Path, basic_
     assert len(job_dirs(sweep_dir)) == 2
     result = cli("sweep", "seed=0,1,2", *TINY1, f"sweep.resume={sweep_dir}")
     assert result.returncode == 2 and "resume it with the same overrides" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_stopped_sweep_exits_like_a_stopped_train(tmp_path: Path) -> None:
+    """SIGTERM: exit 143 (as `nodecli train`), the job's record says interrupted."""
+    import signal
+    import subprocess
+    import time
+
+    from conftest import nodecli_command
+
+    slow = ["data.n=600", "solver.rtol=1e-7", "solver.atol=1e-7", "train.epochs=20"]
+    sweep_dir = tmp_path / "sweep"
+    proc = subprocess.Popen(
+        [*nodecli_command(), "sweep", "seed=0,1", *slow, f"hydra.sweep.dir={sweep_dir}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(sweep_dir.glob("0_*/metrics.csv")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out + err
+    assert "Traceback" not in err
+    (job,) = sweep_dir.glob("0_*")
+    assert status(job) == "interrupted"
