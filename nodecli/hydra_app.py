@@ -15,6 +15,7 @@ import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -26,7 +27,7 @@ from nodecli.config import (
     unknown_keys,
     validate,
 )
-from nodecli.errors import ConfigError, raise_usage_errors
+from nodecli.errors import EXIT_USAGE, ConfigError, raise_usage_errors
 
 
 def conf_dir() -> Path:
@@ -119,19 +120,46 @@ def check_environment(config: Config) -> None:
         )
 
 
-def run_hydra(task: Callable[[DictConfig], int], args: list[str]) -> None:
-    """Run TASK under Hydra's own main (output dirs, .hydra/ files, launchers, --help)."""
+def run_hydra(
+    task: Callable[[DictConfig], int], args: list[str], output_dir: Path | None = None
+) -> None:
+    """Run TASK under Hydra's own main (output dirs, .hydra/ files, launchers, --help).
+    OUTPUT_DIR, when known, is named if Hydra's own writing fails without a file name."""
     import hydra
+    from hydra._internal import utils as hydra_utils
 
     register_schema()
     register_resolvers()
     main = hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)
-    saved = sys.argv
+    saved, report = sys.argv, hydra_utils.run_and_report
     sys.argv = ["nodecli", *args]
+    # Hydra reports its own errors (writing .hydra/ or multirun.yaml on a full or
+    # read-only disk) with a traceback; a file-system error becomes our one line instead.
+    hydra_utils.run_and_report = lambda func: report(lambda: _pass_os_errors(func))
     try:
         main()
+    except _HydraOSError as exc:  # re-raised here, past Hydra: cli.main prints one line
+        error = exc.error
+        if error.filename is None and output_dir is not None:
+            error = OSError(error.errno, error.strerror, str(output_dir))
+        raise error from None
     finally:
-        sys.argv = saved
+        sys.argv, hydra_utils.run_and_report = saved, report
+
+
+class _HydraOSError(SystemExit):
+    """Carries an OSError through Hydra's run_and_report, which lets SystemExit pass."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(EXIT_USAGE)
+        self.error = error
+
+
+def _pass_os_errors(func: Callable[[], Any]) -> Any:
+    try:
+        return func()
+    except OSError as exc:
+        raise _HydraOSError(exc) from None
 
 
 def quote_override_value(value: str) -> str:

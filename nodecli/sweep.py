@@ -136,7 +136,7 @@ def sweep_command(args: list[str]) -> int:
     interrupted = False
     stopped_by: int | None = None
     try:
-        run_hydra(sweep_task, hydra_args)
+        run_hydra(sweep_task, hydra_args, plan.sweep_dir)
     except KeyboardInterrupt:
         interrupted = True
     except SystemExit as exc:  # a job stopped by a signal, or Hydra's own error exit

@@ -68,6 +68,7 @@ def train_command(args: list[str]) -> int:
     if parsed.multirun:
         raise UsageError("train runs one job; use `nodecli sweep` for multirun")
     informational = parsed.help or parsed.hydra_help or parsed.cfg or parsed.info
+    run_dir: Path | None = None
     resume = [o for o in parsed.overrides if o.startswith("resume=")]
     if resume and not informational:
         target = resume[-1].split("=", 1)[1]
@@ -88,12 +89,12 @@ def train_command(args: list[str]) -> int:
     elif not informational:
         config = compose_config(parsed.overrides)
         check_environment(config)
-        given = explicit_run_dir(parsed.overrides)
-        if given is None:
+        run_dir = explicit_run_dir(parsed.overrides)
+        if run_dir is None:
             check_writable(DEFAULT_RUNS_ROOT)
         else:
-            claim_run_dir(given)
-    run_hydra(train_task, args)
+            claim_run_dir(run_dir)
+    run_hydra(train_task, args, run_dir)
     return _exit_codes[-1] if _exit_codes else EXIT_OK
 
 

@@ -237,18 +237,34 @@ def test_damaged_sweep_file_without_hydras_files_exits_2(tmp_path: Path, sweep_j
     assert sorted(p.name for p in sweep_dir.iterdir()) == ["sweep.json"]
 
 
-@pytest.fixture
-def read_only_fs(tmp_path: Path):
-    """An empty read-only tmpfs (mounting needs root: skipped where that is refused)."""
-    mount = tmp_path / "ro"
+def mounted_tmpfs(mount: Path, options: str):
+    """Mount a tmpfs with OPTIONS at MOUNT for the test (needs root: skipped elsewhere)."""
     mount.mkdir()
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)], capture_output=True
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True
     )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()})")
     yield mount
     subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.fixture
+def read_only_fs(tmp_path: Path):
+    """An empty read-only file system."""
+    yield from mounted_tmpfs(tmp_path / "ro", "ro,size=64k")
+
+
+@pytest.fixture
+def tiny_fs(tmp_path: Path):
+    """320 KiB: room for the record and one checkpoint, not for a second."""
+    yield from mounted_tmpfs(tmp_path / "tiny", "size=320k")
+
+
+@pytest.fixture
+def full_fs(tmp_path: Path):
+    """12 KiB: Hydra's own .hydra/ files do not fit."""
+    yield from mounted_tmpfs(tmp_path / "full", "size=12k")
 
 
 @pytest.mark.parametrize(
@@ -270,20 +286,6 @@ def test_read_only_file_system_is_one_line_exit_2(read_only_fs: Path, args) -> N
     assert one_line(result.stderr) and "Read-only file system" in result.stderr, result.stderr
 
 
-@pytest.fixture
-def tiny_fs(tmp_path: Path):
-    """A 320 KiB tmpfs: room for the record and one checkpoint, not for a second."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=320k", "tmpfs", str(mount)], capture_output=True
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()})")
-    yield mount
-    subprocess.run(["umount", str(mount)], check=False)
-
-
 def test_full_disk_fails_the_run_naming_the_file(tmp_path: Path, tiny_fs: Path) -> None:
     target = tiny_fs / "run"
     result = cli(["train", *TINY, "train.epochs=3", f"hydra.run.dir={target}"], tmp_path)
@@ -294,3 +296,13 @@ def test_full_disk_fails_the_run_naming_the_file(tmp_path: Path, tiny_fs: Path) 
     info = read_run_json(target)
     assert info["status"] == "failed" and "No space left" in info["error"]
     assert consistent(target)
+
+
+@pytest.mark.parametrize("command", ["train", "sweep"])
+def test_full_disk_before_the_run_is_one_line_exit_2(full_fs: Path, command: str) -> None:
+    dir_key = "hydra.run.dir" if command == "train" else "hydra.sweep.dir"
+    result = cli([command, *TINY, f"{dir_key}={full_fs / 'out'}"], full_fs)
+    COUNTS["faults_injected"] += 1
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert one_line(result.stderr) and "No space left on device" in result.stderr
+    assert str(full_fs / "out") in result.stderr
