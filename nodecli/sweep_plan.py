@@ -25,7 +25,6 @@ from nodecli.runs import RUN_FILE, folder_entries
 RESUME_KEY = "sweep.resume"
 SWEEP_FILE = "sweep.json"
 MULTIRUN_FILE = "multirun.yaml"  # written by Hydra at the start of every multirun
-SWEEP_NAMES = (SWEEP_FILE, MULTIRUN_FILE)
 
 
 @dataclass

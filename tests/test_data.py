@@ -11,11 +11,13 @@ import pytest
 import torch
 
 from nodecli.data import (
+    MNIST_FILES,
     DatasetError,
     dataset_size,
     ensure_mnist,
     load_bundled,
     load_dataset,
+    load_mnist,
     shuffled_batches,
 )
 
@@ -140,3 +142,13 @@ def test_bundled_cache_is_written_reused_and_optional(tmp_path: Path, monkeypatc
     blocker.write_text("x")
     monkeypatch.setenv("NODECLI_CACHE_DIR", str(blocker / "sub"))  # cannot be created
     assert np.array_equal(load_bundled()[1], labels)
+
+
+def test_mnist_unreadable_idx_file_is_a_dataset_error(tmp_path: Path) -> None:
+    """A damaged .gz (gzip raises an OSError): one DatasetError line, not a traceback."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in MNIST_FILES.values():
+        (raw / f"{name}.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(DatasetError, match="cannot read .*train-images-idx3-ubyte.gz"):
+        load_mnist(tmp_path)
