@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The known-good PyTorch pair; pyproject.toml states the ranges users can satisfy.
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-fast lint bench clean
 
 install: $(VENV)/.installed
 
@@ -18,8 +18,13 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(VENV)/bin/nodecli train
 
+# Every test, the slow subprocess ones included (what CI runs).
 test: install
 	$(PY) -m pytest
+
+# The in-process tests only (about a minute): for the edit-test loop.
+test-fast: install
+	$(PY) -m pytest -m "not slow"
 
 lint: install
 	$(VENV)/bin/ruff check nodecli tests benchmarks

@@ -153,8 +153,12 @@ def ensure_mnist(root: str | Path, download: bool) -> None:
 def _read_idx(path: Path) -> np.ndarray:
     """Read an IDX file (optionally gzipped): the format MNIST ships in."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (OSError, EOFError) as exc:  # unreadable file, or a gzip stream cut short
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise DatasetError(f"dataset=mnist: cannot read {path} ({reason})") from exc
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DatasetError(f"dataset=mnist: {path} is not an unsigned-byte IDX file")
     ndim = data[3]

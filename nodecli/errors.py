@@ -29,3 +29,20 @@ def raise_usage_errors(parser: argparse.ArgumentParser, hint: str) -> argparse.A
 
     parser.error = error  # type: ignore[method-assign]
     return parser
+
+
+_OS_HINTS = {
+    "No space left on device": "free some space",
+    "Read-only file system": "choose a writable folder",
+    "Not a directory": "a file is in the way; move it or choose another folder",
+    "File exists": "a file is in the way; move it or choose another folder",
+    "Permission denied": "check the folder's permissions",
+    "Is a directory": "a folder is in the way; choose another path",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """A file-system error as one line: what failed, on which path, what to do."""
+    path = exc.filename if exc.filename is not None else "a file"
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"cannot write {path}: {reason}; {_OS_HINTS.get(reason, 'check the path')}"

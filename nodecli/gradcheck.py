@@ -34,7 +34,16 @@ from rich.table import Table
 
 from nodecli.config import SENSEALGS, Config
 from nodecli.console import make_console
-from nodecli.errors import ConfigError, raise_usage_errors
+from nodecli.data import load_dataset
+from nodecli.device import resolve_device, synchronize
+from nodecli.errors import EXIT_FAILED, ConfigError, raise_usage_errors
+from nodecli.hydra_app import check_environment, compose_config
+from nodecli.memory import measure_step
+from nodecli.model import build_model
+from nodecli.ode.solver import SolverError
+from nodecli.resume_rules import check_writable
+from nodecli.runs import atomic_write_text
+from nodecli.train import failure_message, solve_spec
 
 console = make_console()
 
@@ -98,12 +107,6 @@ def run_gradcheck(
     repeats: int,
 ) -> dict[str, Any]:
     """Check every method in CONFIGS (sensealg name → composed config); return the report."""
-    from nodecli.data import load_dataset
-    from nodecli.device import resolve_device, synchronize
-    from nodecli.memory import measure_step
-    from nodecli.model import build_model
-    from nodecli.train import solve_spec
-
     cfg = ref_cfg
     device = resolve_device(cfg.device.name)
     if cfg.device.threads is not None:
@@ -210,9 +213,6 @@ def report_table(report: dict[str, Any]) -> Table:
 
 
 def gradcheck_command(args: list[str]) -> int:
-    from nodecli.cli import check_environment, compose_config
-    from nodecli.runs import atomic_write_text
-
     if any(a in ("-h", "--help") for a in args):
         _parser().print_help()
         return 0
@@ -222,9 +222,6 @@ def gradcheck_command(args: list[str]) -> int:
     check_environment(ref_cfg)
     configs = {m: compose_config([*base, f"sensealg={m}"]) for m in parsed.methods}
     dtype = torch.float64 if parsed.dtype == "float64" else torch.float32
-    report = run_gradcheck(configs, ref_cfg, dtype, parsed.ref_tol, parsed.repeats)
-    report["overrides"] = overrides
-    report["config"] = OmegaConf.to_container(OmegaConf.structured(ref_cfg))
     if parsed.out is not None:
         out = Path(parsed.out)
     else:
@@ -234,6 +231,14 @@ def gradcheck_command(args: list[str]) -> int:
             / now.strftime("%Y-%m-%d")
             / (now.strftime("%H-%M-%S") + "-" + secrets.token_hex(3))
         )
+    check_writable(out)  # a file in the way or a read-only disk: exit 2 before the work
+    try:
+        report = run_gradcheck(configs, ref_cfg, dtype, parsed.ref_tol, parsed.repeats)
+    except (SolverError, AssertionError) as exc:  # the solver gave up on this config
+        console.print(f"[red]gradcheck failed:[/red] {failure_message(exc)}", markup=True)
+        return EXIT_FAILED
+    report["overrides"] = overrides
+    report["config"] = OmegaConf.to_container(OmegaConf.structured(ref_cfg))
     atomic_write_text(out / GRADCHECK_FILE, json.dumps(report, indent=2) + "\n")
     console.print(report_table(report))
     console.print(f"record: {out / GRADCHECK_FILE}")
@@ -241,5 +246,5 @@ def gradcheck_command(args: list[str]) -> int:
         worst = max(r["rel_l2_error"] for r in report["methods"])
         if not worst <= parsed.max_rel_error:
             console.print(f"[red]largest relative error {worst:.2e} > {parsed.max_rel_error:g}")
-            return 1
+            return EXIT_FAILED
     return 0

@@ -12,7 +12,10 @@ from typing import Any
 
 import torch
 
+from nodecli.ownership import ensure_owned
 from nodecli.runs import CHECKPOINT_FILE, atomic_write_bytes
+
+STATE_KEYS = ("epoch", "model", "optimizer", "data_generator", "torch_rng")
 
 
 class ResumeError(RuntimeError):
@@ -37,7 +40,33 @@ def save_training_state(
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     buffer = io.BytesIO()
     torch.save(state, buffer)
+    ensure_owned(run_dir)
     atomic_write_bytes(run_dir / CHECKPOINT_FILE, buffer.getvalue())
+
+
+def _one_line(exc: BaseException) -> str:
+    """The first line of EXC's message: PyTorch appends advice (weights_only=False) that
+    would be wrong here, since a checkpoint must never be loaded as code."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_training_state(path: Path) -> dict[str, Any]:
+    """Load a checkpoint safely (weights_only=True) and check its shape; ResumeError if
+    it is missing, truncated or not a nodecli checkpoint."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise ResumeError(f"{path} is missing") from exc
+    except Exception as exc:  # noqa: BLE001 - unpickling errors come in many types
+        raise ResumeError(
+            f"{path} is damaged or not a nodecli checkpoint ({_one_line(exc)})"
+        ) from exc
+    if not isinstance(state, dict) or any(key not in state for key in STATE_KEYS):
+        raise ResumeError(f"{path} is not a nodecli checkpoint (keys {', '.join(STATE_KEYS)})")
+    if not isinstance(state["epoch"], int) or state["epoch"] < 1:
+        raise ResumeError(f"{path} names no finished epoch (epoch={state['epoch']!r})")
+    return state
 
 
 def load_training_state(
@@ -48,8 +77,8 @@ def load_training_state(
 ) -> int:
     """Restore everything saved by `save_training_state`; return the last finished epoch."""
     path = run_dir / CHECKPOINT_FILE
+    state = read_training_state(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["data_generator"])
@@ -57,6 +86,5 @@ def load_training_state(
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         return int(state["epoch"])
-    except (OSError, RuntimeError, KeyError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ResumeError(f"cannot resume from {path}: {reason}") from exc
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise ResumeError(f"cannot resume from {path}: {_one_line(exc)}") from exc

@@ -3,7 +3,12 @@
 A run directory holds `.hydra/` (written by Hydra), `metrics.csv` (one row per finished
 epoch), `run.json` (status, times, versions, device) and `checkpoint.pt` (for resume).
 Every write goes to a temporary file in the same directory and is renamed into place,
-so a killed process never leaves a half-written file behind.
+so a killed process never leaves a half-written file behind, and only after checking
+that this process still owns the folder (nodecli.ownership).
+
+This module is also the only reader of record files: `read_run_json`, `read_metrics`,
+`read_config`, and the one liveness rule `run_state`, used by resume, sweep and report.
+(`process_alive` lives in nodecli.ownership, which claims folders with it; re-exported.)
 """
 
 from __future__ import annotations
@@ -12,16 +17,25 @@ import csv
 import importlib.metadata
 import io
 import json
+import math
 import os
 import platform
 import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from nodecli.errors import ConfigError
+from nodecli.ownership import CLAIM_FILE, claim_folder, ensure_owned, process_alive
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 METRICS_FILE = "metrics.csv"
 RUN_FILE = "run.json"
@@ -47,6 +61,32 @@ STATUSES = ("running", "completed", "failed", "interrupted")
 # A running record refreshes heartbeat_at at least this often (and after every epoch);
 # the report treats a "running" record whose heartbeat is much older as dead.
 HEARTBEAT_INTERVAL_S = 30.0
+# A "running" record whose heartbeat is older than this counts as dead ("stale").
+STALE_AFTER_S = 600.0
+REQUIRED_METRICS = ("epoch", "train_time_s", "train_acc", "test_acc")
+NUMERIC_METRICS = ("train_loss", "nfe_forward", "nfe_backward")
+
+
+def _default_file_mode() -> int:
+    """0666 minus the umask: what open(2) would give, so records are as readable as
+    .hydra/ files (mkstemp alone makes them 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _default_file_mode()
+_command_line: list[str] = []
+
+
+def set_command_line(argv: list[str]) -> None:
+    """The full command line (subcommand included) that run.json records as argv;
+    Hydra's main only ever sees the overrides."""
+    _command_line[:] = argv
+
+
+def command_line() -> list[str]:
+    return list(_command_line) or list(sys.argv)
 
 
 def now_iso() -> str:
@@ -58,11 +98,17 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:  # ENOSPC from write() names no file: name the one we wrote
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -121,7 +167,7 @@ class RunRecord:
 
     def start(self, device: str, threads: int, overrides: list[str], resumed: bool = False) -> None:
         """Mark the run as running; on resume keep the rows and start time already there."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        claim_folder(self.run_dir, "a nodecli run")
         if resumed:
             self.info = read_run_json(self.run_dir)
             self.rows = read_metrics_rows(self.run_dir)
@@ -138,7 +184,7 @@ class RunRecord:
             device=device,
             threads=threads,
             overrides=overrides,
-            argv=sys.argv,
+            argv=command_line(),
             pid=os.getpid(),
             host=socket.gethostname(),
         )
@@ -167,8 +213,9 @@ class RunRecord:
         """Keep the first N_EPOCHS rows: those the resume checkpoint covers."""
         self.rows = self.rows[:n_epochs]
         self.info["epochs_completed"] = len(self.rows)
-        self._write_metrics()
+        # run.json first: a kill in between leaves one extra row, which resume redoes.
         self._write_json()
+        self._write_metrics()
 
     def finish(self, status: str, error: str | None = None, **extra: Any) -> None:
         if status not in STATUSES:
@@ -178,6 +225,7 @@ class RunRecord:
         self.heartbeat()
 
     def _write_json(self) -> None:
+        ensure_owned(self.run_dir)
         atomic_write_text(self.run_path, json.dumps(self.info, indent=2, default=str) + "\n")
 
     def _write_metrics(self) -> None:
@@ -185,38 +233,150 @@ class RunRecord:
         writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
+        ensure_owned(self.run_dir)
         atomic_write_text(self.metrics_path, buffer.getvalue())
 
 
+# --- reading records (the only place that parses record files) -----------------------
+
+
 def read_run_json(run_dir: Path) -> dict[str, Any]:
-    with open(run_dir / RUN_FILE, encoding="utf-8") as fh:
-        data = json.load(fh)
-    if not isinstance(data, dict):
-        raise ValueError(f"{run_dir / RUN_FILE} does not hold a JSON object")
+    """RUN_DIR's run.json as a dict; ValueError (one line) when it is not a run record."""
+    path = Path(run_dir) / RUN_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ValueError(f"cannot read ({exc.strerror})") from exc
+    except ValueError as exc:
+        raise ValueError(f"invalid JSON ({exc})") from exc
+    if not isinstance(data, dict) or "status" not in data:
+        raise ValueError("not a run record (no status)")
     return data
 
 
+def read_metrics(path: Path) -> pd.DataFrame:
+    """metrics.csv (PATH, or a run folder) as a DataFrame; ValueError when it is missing,
+    truncated or malformed."""
+    import pandas as pd  # here: a training run never needs pandas, and it costs ~0.4 s
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / METRICS_FILE
+    if not path.is_file():
+        raise ValueError("missing")
+    try:
+        frame = pd.read_csv(path)
+    except pd.errors.EmptyDataError as exc:
+        raise ValueError("empty file (no header)") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError) as exc:
+        raise ValueError(f"malformed CSV ({str(exc).splitlines()[0]})") from exc
+    missing = [c for c in REQUIRED_METRICS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"truncated or malformed: no column {missing[0]!r}")
+    numeric = [c for c in frame.columns if c in REQUIRED_METRICS + NUMERIC_METRICS]
+    numeric += [c for c in frame.columns if c.endswith("_memory_bytes")]
+    for column in numeric:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    bad = frame[list(REQUIRED_METRICS)].isna().any(axis=1)
+    if bad.any():
+        row = int(bad.to_numpy().nonzero()[0][0]) + 2  # 1-based, after the header
+        raise ValueError(f"truncated or malformed row (line {row})")
+    frame["epoch"] = frame["epoch"].astype(int)
+    return frame
+
+
 def read_metrics_rows(run_dir: Path) -> list[dict[str, Any]]:
-    path = run_dir / METRICS_FILE
+    """metrics.csv's rows as the writer keeps them (text cells); [] when there is none.
+    Parsed and checked by `read_metrics`, so a damaged file is a ValueError here too."""
+    path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
+    read_metrics(path)
     with open(path, encoding="utf-8", newline="") as fh:
         return list(csv.DictReader(fh))
 
 
-def process_alive(pid: object, host: object) -> bool:
-    """True if PID is a live process on this host; a record from another host, or without
-    a usable pid, cannot be checked from here and counts as not alive."""
-    if not isinstance(pid, int) or host != socket.gethostname():
-        return False
+def read_config(run_dir: Path) -> dict[str, Any]:
+    """The composed config of a run (.hydra/config.yaml), flattened to dotted keys."""
+    from omegaconf import OmegaConf
+
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise ValueError("missing")
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
+        container = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except Exception as exc:  # noqa: BLE001 - YAML/OmegaConf errors: a corrupt file
+        raise ValueError(f"invalid YAML ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(container, dict):
+        raise ValueError("not a mapping")
+    return flatten(container)
 
 
-def is_run_dir(path: Path) -> bool:
-    return (path / RUN_FILE).is_file()
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def _parse_time(text: Any) -> datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def run_state(info: dict[str, Any], stale_after_s: float = STALE_AFTER_S) -> tuple[str, float]:
+    """(status, heartbeat age in seconds): the one liveness rule. A 'running' record is
+    'stale' when its pid is gone on this host or its heartbeat is older than
+    STALE_AFTER_S (the only evidence for a run on another host)."""
+    status = str(info.get("status"))
+    beat = _parse_time(info.get("heartbeat_at")) or _parse_time(info.get("started_at"))
+    age = (datetime.now(timezone.utc) - beat).total_seconds() if beat else math.nan
+    if status == "running":
+        pid, host = info.get("pid"), info.get("host")
+        dead = (
+            host == socket.gethostname() and isinstance(pid, int) and not process_alive(pid, host)
+        )
+        if dead or not age <= stale_after_s:
+            return "stale", age
+    return status, age
+
+
+def is_old_attempt(run_dir: Path) -> bool:
+    """<job>/attempts/<n>/: an earlier attempt that sweep resume moved aside."""
+    return run_dir.parent.name == ATTEMPTS_DIR and run_dir.name.isdigit()
+
+
+def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
+    """Every run directory under PATHS (a run dir holds run.json or metrics.csv).
+    Old attempts kept by `nodecli sweep` resume (<job>/attempts/<n>/) are left out."""
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    found: set[Path] = set()
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            raise ConfigError(f"{raw}: no such file or directory")
+        if path.is_file():
+            path = path.parent
+        for name in (RUN_FILE, METRICS_FILE):
+            for file in [path / name, *path.rglob(name)]:
+                if file.is_file() and not is_old_attempt(file.parent):
+                    found.add(file.parent)
+    return sorted(found)
+
+
+def folder_entries(folder: Path) -> list[str]:
+    """What FOLDER holds besides nodecli's lock file: a new run or sweep starts only in
+    an empty folder, so it never buries a user's files or half a record."""
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if p.name != CLAIM_FILE)

@@ -24,12 +24,13 @@ from nodecli.config import Config
 from nodecli.console import make_console
 from nodecli.data import DataSplit, load_dataset, shuffled_batches
 from nodecli.device import resolve_device, synchronize
-from nodecli.errors import EXIT_FAILED, EXIT_OK
+from nodecli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, os_error_line
 from nodecli.memory import StepMemory, measure_step
 from nodecli.model import NeuralODEClassifier, build_model
 from nodecli.ode.sensitivity import SolveSpec
 from nodecli.ode.solver import SolverError
 from nodecli.optim import Adam
+from nodecli.ownership import ClaimLost
 from nodecli.resume import ResumeError, load_training_state, save_training_state
 from nodecli.runs import CHECKPOINT_FILE, RunRecord
 from nodecli.signals import GracefulStop, StopRequested
@@ -222,12 +223,22 @@ def run_experiment(cfg: Config, run_dir: Path, overrides: list[str]) -> int:
         except KeyboardInterrupt:
             record.finish("interrupted", error="stopped by a second SIGINT/SIGTERM")
             return 130
+        except ClaimLost as exc:  # another process owns the folder now: write nothing more
+            err_console.print(f"[red]run stopped:[/red] {escape(str(exc))}")
+            return EXIT_USAGE
         except Exception as exc:  # the record must say what happened, whatever it was
             message = failure_message(exc)
-            record.finish("failed", error=message)
+            try:
+                record.finish("failed", error=message)
+            except (OSError, ClaimLost) as again:  # e.g. the disk is still full
+                message += f"; the record could not be updated either ({again})"
             err_console.print(f"[red]run failed:[/red] {escape(message)}\nrecord: {run_dir}")
             return EXIT_FAILED
-    record.finish("completed")
+    try:
+        record.finish("completed")
+    except (OSError, ClaimLost) as exc:  # trained, but the record cannot say so
+        err_console.print(f"[red]run failed:[/red] {escape(failure_message(exc))}")
+        return EXIT_FAILED
     if results:
         console.print(epochs_table(results))
     console.print(f"record: {run_dir}")
@@ -239,6 +250,8 @@ def failure_message(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, (TrainingError, SolverError, ResumeError)):
         return text
+    if isinstance(exc, OSError):  # a full disk, a folder removed: say which file
+        return os_error_line(exc)
     if isinstance(exc, AssertionError) and "max_num_steps" in text:  # torchdiffeq's own check
         return f"{text}: raise solver.max_steps or loosen solver.rtol/atol"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -20,6 +20,7 @@ def epoch_lines(stdout: str) -> list[str]:
     return [line for line in stdout.splitlines() if LINE.match(line)]
 
 
+@pytest.mark.slow
 def test_train_prints_reference_lines_and_writes_record(cli, tmp_path: Path) -> None:
     result = cli("train", "train.epochs=2", "data.n=300", "train.batch_size=64")
     assert result.returncode == 0, result.stderr
@@ -39,6 +40,7 @@ def test_train_prints_reference_lines_and_writes_record(cli, tmp_path: Path) -> 
     assert not (tmp_path / "train.log").exists()
 
 
+@pytest.mark.slow
 def test_same_command_twice_gives_identical_metrics(cli, tmp_path: Path) -> None:
     for _ in range(2):
         assert cli("train", *TINY, "train.epochs=2").returncode == 0
@@ -77,21 +79,30 @@ def test_same_command_twice_gives_identical_metrics(cli, tmp_path: Path) -> None
         ("--multirun", "use `nodecli sweep`"),
     ],
 )
-def test_bad_input_is_one_line_exit_2_nothing_written(cli, tmp_path, override, expected) -> None:
+def test_bad_input_is_one_line_exit_2_nothing_written(
+    tmp_path, monkeypatch, capsys, override, expected
+) -> None:
+    """In process: every case is refused before Hydra runs, so no subprocess is needed."""
     import torch
+
+    from nodecli import cli
 
     if override == "device=cuda" and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     if override == "device=mps" and torch.backends.mps.is_available():
         pytest.skip("MPS is available here")
-    result = cli("train", override)
-    assert result.returncode == 2
-    assert expected in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert "Traceback" not in result.stderr
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", override])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert expected in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
     assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.slow
 def test_hydra_help_lists_groups_and_options(cli) -> None:
     result = cli("train", "--help")
     assert result.returncode == 0
@@ -100,6 +111,7 @@ def test_hydra_help_lists_groups_and_options(cli) -> None:
     assert "tsit5" in result.stdout and "adjoint" in result.stdout
 
 
+@pytest.mark.slow
 def test_cfg_job_prints_composed_config(cli, tmp_path) -> None:
     result = cli("train", "--cfg", "job", "sensealg=adjoint", "solver=dopri5")
     assert result.returncode == 0, result.stderr
@@ -107,11 +119,15 @@ def test_cfg_job_prints_composed_config(cli, tmp_path) -> None:
     assert not (tmp_path / "outputs").exists()
 
 
-def test_unknown_command_exits_2(cli) -> None:
-    result = cli("trian")
-    assert result.returncode == 2 and "valid commands" in result.stderr
+def test_unknown_command_exits_2(capsys) -> None:
+    from nodecli import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["trian"])
+    assert exit_info.value.code == 2 and "valid commands" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs CUDA")
 def test_train_on_cuda(cli, tmp_path) -> None:
     result = cli("train", *TINY, "device=cuda", "sensealg=adjoint")
@@ -121,6 +137,7 @@ def test_train_on_cuda(cli, tmp_path) -> None:
     assert pd.read_csv(run_dir / "metrics.csv")["peak_memory_bytes"].iloc[0] > 0
 
 
+@pytest.mark.slow
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path: Path) -> None:
     import subprocess
 

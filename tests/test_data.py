@@ -11,11 +11,13 @@ import pytest
 import torch
 
 from nodecli.data import (
+    MNIST_FILES,
     DatasetError,
     dataset_size,
     ensure_mnist,
     load_bundled,
     load_dataset,
+    load_mnist,
     shuffled_batches,
 )
 
@@ -94,6 +96,7 @@ def test_mnist_truncated_idx_is_reported(tmp_path: Path) -> None:
         load_dataset("mnist", None, 0.9, seed=0, root=str(tmp_path))
 
 
+@pytest.mark.slow
 def test_cli_trains_on_idx_mnist(cli, tmp_path: Path) -> None:
     make_mnist(tmp_path / "mnistroot", n_train=40, n_test=12)
     result = cli(
@@ -108,6 +111,7 @@ def test_cli_trains_on_idx_mnist(cli, tmp_path: Path) -> None:
     assert "[1/1]" in result.stdout
 
 
+@pytest.mark.slow
 def test_cli_mnist_without_files_exits_2_nothing_written(cli, tmp_path: Path) -> None:
     result = cli(
         "train", "dataset=mnist", f"dataset.root={tmp_path / 'nowhere'}", "dataset.download=false"
@@ -138,3 +142,13 @@ def test_bundled_cache_is_written_reused_and_optional(tmp_path: Path, monkeypatc
     blocker.write_text("x")
     monkeypatch.setenv("NODECLI_CACHE_DIR", str(blocker / "sub"))  # cannot be created
     assert np.array_equal(load_bundled()[1], labels)
+
+
+def test_mnist_unreadable_idx_file_is_a_dataset_error(tmp_path: Path) -> None:
+    """A damaged .gz (gzip raises an OSError): one DatasetError line, not a traceback."""
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in MNIST_FILES.values():
+        (raw / f"{name}.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(DatasetError, match="cannot read .*train-images-idx3-ubyte.gz"):
+        load_mnist(tmp_path)

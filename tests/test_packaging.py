@@ -10,9 +10,12 @@ import venv
 import zipfile
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_wheel_ships_conf_and_runs_from_elsewhere(tmp_path: Path) -> None:
     # Build from a copy so the build leaves no egg-info/build folders in the checkout.
     source = tmp_path / "source"
@@ -70,7 +73,7 @@ def test_wheel_ships_conf_and_runs_from_elsewhere(tmp_path: Path) -> None:
     assert "[1/1]" in result.stdout
     assert list(elsewhere.glob("outputs/runs/*/*/run.json"))
     located = subprocess.run(
-        [str(py), "-c", "import nodecli.cli as c; print(c.conf_dir())"],
+        [str(py), "-c", "import nodecli.hydra_app as h; print(h.conf_dir())"],
         cwd=elsewhere,
         capture_output=True,
         text=True,

@@ -16,6 +16,7 @@ from conftest import TINY, nodecli_command, run_dirs
 from nodecli.data import DataSplit
 from nodecli.model import build_model
 from nodecli.ode.sensitivity import SolveSpec
+from nodecli.ownership import claim_folder, release_folder
 from nodecli.train import TrainingError, train_epoch
 
 SAME = ["epoch", "train_loss", "train_acc", "test_acc", "nfe_forward", "nfe_backward"]
@@ -25,6 +26,7 @@ def status(run_dir: Path) -> dict:
     return json.loads((run_dir / "run.json").read_text())
 
 
+@pytest.mark.slow
 def test_diverging_loss_fails_at_once_naming_epoch_and_batch(cli, tmp_path: Path) -> None:
     result = cli("train", "train.lr=1e36", "data.n=300", "train.epochs=3")
     assert result.returncode == 1
@@ -47,6 +49,7 @@ def test_nan_loss_is_caught_in_the_loop() -> None:
         train_epoch(model, optimizer, data, 8, torch.Generator(), 3, torch.device("cpu"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sensealg", ["direct", "adjoint"])
 def test_solver_failure_names_the_settings_that_help(cli, tmp_path: Path, sensealg) -> None:
     result = cli("train", *TINY, f"sensealg={sensealg}", "solver.max_steps=1")
@@ -93,6 +96,7 @@ def interrupt(tmp_path: Path, signum: int) -> tuple[Path, subprocess.Popen, str]
     return run_dir, proc, stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_with_exit_130(tmp_path: Path) -> None:
     run_dir, proc, stderr = interrupt(tmp_path, signal.SIGINT)
     assert proc.returncode == 130, stderr
@@ -102,6 +106,7 @@ def test_ctrl_c_stops_cleanly_with_exit_130(tmp_path: Path) -> None:
     assert len(pd.read_csv(run_dir / "metrics.csv")) == info["epochs_completed"] >= 1
 
 
+@pytest.mark.slow
 def test_sigterm_then_resume_matches_straight_run(cli, tmp_path: Path) -> None:
     run_dir, proc, stderr = interrupt(tmp_path, signal.SIGTERM)
     assert proc.returncode == 143, stderr
@@ -121,6 +126,7 @@ def test_sigterm_then_resume_matches_straight_run(cli, tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_extending_a_finished_run_equals_a_longer_run(cli, tmp_path: Path) -> None:
     assert cli("train", *TINY, "train.epochs=2").returncode == 0
     (first,) = run_dirs(tmp_path)
@@ -134,6 +140,7 @@ def test_extending_a_finished_run_equals_a_longer_run(cli, tmp_path: Path) -> No
     )
 
 
+@pytest.mark.slow
 def test_hard_kill_leaves_a_running_record_that_resumes(cli, tmp_path: Path) -> None:
     proc = start_run(tmp_path, *SLOW)
     run_dir = wait_for_epochs(tmp_path, 1, proc)
@@ -156,12 +163,16 @@ def test_hard_kill_leaves_a_running_record_that_resumes(cli, tmp_path: Path) -> 
         (lambda root: root, "is not a run directory"),
     ],
 )
-def test_resume_of_something_that_is_not_a_run(cli, tmp_path, make_target, expected) -> None:
-    result = cli("train", f"resume={make_target(tmp_path)}")
-    assert result.returncode == 2 and expected in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
+def test_resume_of_something_that_is_not_a_run(tmp_path, make_target, expected) -> None:
+    from nodecli.errors import ConfigError
+    from nodecli.resume_rules import resume_overrides
+
+    with pytest.raises(ConfigError, match=expected) as info:
+        resume_overrides(str(make_target(tmp_path)), [])
+    assert len(str(info.value).splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_resume_refuses_config_changes_and_finished_runs(cli, tmp_path: Path) -> None:
     assert cli("train", *TINY).returncode == 0
     (run_dir,) = run_dirs(tmp_path)
@@ -173,6 +184,7 @@ def test_resume_refuses_config_changes_and_finished_runs(cli, tmp_path: Path) ->
     assert (run_dir / "metrics.csv").read_text() == before
 
 
+@pytest.mark.slow
 def test_new_run_never_overwrites_an_existing_record(cli, tmp_path: Path) -> None:
     assert cli("train", *TINY).returncode == 0
     (run_dir,) = run_dirs(tmp_path)
@@ -196,7 +208,11 @@ def test_resume_loads_checkpoints_weights_only(tmp_path: Path, monkeypatch) -> N
     model = build_model("module", SolveSpec())
     optimizer = torch.optim.Adam(model.parameters())
     generator = torch.Generator().manual_seed(0)
-    resume.save_training_state(tmp_path, 3, model, optimizer, generator)
+    claim_folder(tmp_path, "test")
+    try:
+        resume.save_training_state(tmp_path, 3, model, optimizer, generator)
+    finally:
+        release_folder(tmp_path)
     monkeypatch.setattr(torch, "load", spy)
     assert resume.load_training_state(tmp_path, model, optimizer, generator) == 3
     assert seen.get("weights_only") is True
@@ -209,7 +225,7 @@ def test_resume_loads_checkpoints_weights_only(tmp_path: Path, monkeypatch) -> N
 def test_run_and_sweep_paths_survive_hydras_override_grammar(path: str) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from nodecli.cli import quote_override_value
+    from nodecli.hydra_app import quote_override_value
 
     parsed = OverridesParser.create().parse_override(f"resume={quote_override_value(path)}")
     assert parsed.value() == path

@@ -43,6 +43,7 @@ def swept(tmp_path_factory) -> tuple[Path, object]:
     return root, result
 
 
+@pytest.mark.slow
 def test_sweep_runs_every_combination_in_its_own_folder(swept) -> None:
     root, result = swept
     assert result.returncode == 0, result.stdout + result.stderr
@@ -56,14 +57,15 @@ def test_sweep_runs_every_combination_in_its_own_folder(swept) -> None:
     ]
     assert all(status(j) == "completed" for j in jobs)
     assert all(len(pd.read_csv(j / "metrics.csv")) == 2 for j in jobs)
-    for n in range(1, 5):
-        assert f"[sweep] job {n}/4 started" in result.stdout
+    for n in range(4):  # numbered from 0, like the folders and the summary
+        assert f"[sweep] job {n} (of 4) started" in result.stdout
     # the summary table: one row per job with its overrides and status
     assert result.stdout.count("completed") >= 4
     assert "sensealg=adjoint seed=1" in result.stdout
     assert "all 4 job(s) completed" in result.stdout
 
 
+@pytest.mark.slow
 def test_report_on_the_sweep(swept, tmp_path: Path) -> None:
     root, _ = swept
     result = run_cli(["report", "--format", "markdown", "--plot", str(tmp_path / "r.png")], root)
@@ -98,6 +100,7 @@ def test_bad_value_in_one_job_exits_2_before_anything_runs(
         assert not (tmp_path / "outputs").exists()
 
 
+@pytest.mark.slow
 def test_failed_job_does_not_stop_others_and_resume_reruns_only_it(cli, tmp_path: Path) -> None:
     # solver.max_steps=1 validates but the solver gives up at run time: a failed run.
     result = cli("sweep", "solver.max_steps=1,10000", *TINY1)
@@ -111,8 +114,8 @@ def test_failed_job_does_not_stop_others_and_resume_reruns_only_it(cli, tmp_path
 
     result = cli("sweep", f"sweep.resume={sweep_dir}")
     assert result.returncode == 1
-    assert "job 2/2 skipped (already completed)" in result.stdout
-    assert "job 1/2 started" in result.stdout and "job 2/2 started" not in result.stdout
+    assert "job 1 (of 2) skipped (already completed)" in result.stdout
+    assert "job 0 (of 2) started" in result.stdout and "job 1 (of 2) started" not in result.stdout
     assert (ok / "run.json").read_text() == completed_record  # untouched
     assert not (ok / "attempts").exists()
     assert json.loads((failed / "attempts" / "1" / "run.json").read_text())["status"] == "failed"
@@ -129,6 +132,7 @@ def basic_tiny(tmp_path_factory) -> Path:
     return root / "sweep"
 
 
+@pytest.mark.slow
 def test_resume_completes_a_killed_job(cli, tmp_path: Path, basic_tiny: Path) -> None:
     sweep_dir = tmp_path / "outputs" / "sweeps" / "copy"
     shutil.copytree(basic_tiny, sweep_dir)
@@ -148,13 +152,14 @@ def test_resume_completes_a_killed_job(cli, tmp_path: Path, basic_tiny: Path) ->
 
     result = cli("sweep", f"sweep.resume={sweep_dir}")
     assert result.returncode == 0, result.stdout
-    assert "job 2/2 skipped" in result.stdout and "job 1/2 started" in result.stdout
+    assert "job 1 (of 2) skipped" in result.stdout and "job 0 (of 2) started" in result.stdout
     assert status(killed) == "completed" and status(done) == "completed"
     assert json.loads((killed / "attempts" / "1" / "run.json").read_text())["status"] == "running"
     report = cli("report", "--format", "json")
     assert json.loads(report.stdout)["incomplete"] == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "launcher",
     [
@@ -169,7 +174,7 @@ def test_launchers_write_the_same_records_as_basic(
     other = tmp_path / "other"
     result = cli("sweep", "seed=0,1", *TINY1, *launcher, f"hydra.sweep.dir={other}")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "job 2/2 queued" in result.stdout
+    assert "job 1 (of 2) queued" in result.stdout
     pairs = list(zip(job_dirs(basic_tiny), job_dirs(other), strict=True))
     assert len(pairs) == 2
     for a, b in pairs:
@@ -182,6 +187,7 @@ def test_launchers_write_the_same_records_as_basic(
         ).read_text()
 
 
+@pytest.mark.slow
 def test_resume_with_the_same_overrides_in_any_order(cli, tmp_path: Path, basic_tiny) -> None:
     sweep_dir = tmp_path / "copy"
     shutil.copytree(basic_tiny, sweep_dir)
@@ -194,3 +200,33 @@ def test_resume_with_the_same_overrides_in_any_order(cli, tmp_path: Path, basic_
     assert len(job_dirs(sweep_dir)) == 2
     result = cli("sweep", "seed=0,1,2", *TINY1, f"sweep.resume={sweep_dir}")
     assert result.returncode == 2 and "resume it with the same overrides" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_stopped_sweep_exits_like_a_stopped_train(tmp_path: Path) -> None:
+    """SIGTERM: exit 143 (as `nodecli train`), the job's record says interrupted."""
+    import signal
+    import subprocess
+    import time
+
+    from conftest import nodecli_command
+
+    slow = ["data.n=600", "solver.rtol=1e-7", "solver.atol=1e-7", "train.epochs=20"]
+    sweep_dir = tmp_path / "sweep"
+    proc = subprocess.Popen(
+        [*nodecli_command(), "sweep", "seed=0,1", *slow, f"hydra.sweep.dir={sweep_dir}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not list(sweep_dir.glob("0_*/metrics.csv")):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out + err
+    assert "Traceback" not in err
+    (job,) = sweep_dir.glob("0_*")
+    assert status(job) == "interrupted"

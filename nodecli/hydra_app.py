@@ -1,0 +1,171 @@
+"""Hydra plumbing every command shares: conf/ location, compose + validate, running a
+task under Hydra's own main, override quoting, the environment checks and Hydra's
+argument parser.
+
+It sits just above config.py: commands (train, sweep, gradcheck) import it, it imports
+no command, so the plumbing cannot pull a command in (issue 9's import cycle).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import re
+import secrets
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from nodecli.config import (
+    Config,
+    all_keys,
+    explain_compose_error,
+    register_schema,
+    unknown_keys,
+    validate,
+)
+from nodecli.errors import EXIT_USAGE, ConfigError, raise_usage_errors
+
+
+def conf_dir() -> Path:
+    """conf/ ships inside the wheel as nodecli/conf; in a source checkout it is ../conf."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "conf", here.parent / "conf"):
+        if (candidate / "config.yaml").is_file():
+            return candidate
+    raise RuntimeError(f"nodecli's conf/ tree is missing (looked in {here} and {here.parent})")
+
+
+def register_resolvers() -> None:
+    """A short random suffix keeps two runs started in the same second apart. use_cache
+    makes Hydra resolve it once per run, so every reference names the same directory."""
+    if not OmegaConf.has_resolver("nodecli_uid"):
+        OmegaConf.register_new_resolver("nodecli_uid", lambda: secrets.token_hex(3), use_cache=True)
+
+
+def hydra_arg_parser() -> argparse.ArgumentParser:
+    """Hydra's own argument parser, raising instead of exiting on a bad flag."""
+    from hydra._internal.utils import get_args_parser
+
+    return raise_usage_errors(get_args_parser(), "nodecli train --help lists the options")
+
+
+def parse_overrides(overrides: list[str]) -> list:
+    """OVERRIDES parsed by Hydra's grammar; a grammar error is one ConfigError line."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_overrides(overrides)
+    except Exception as exc:  # Hydra's grammar errors: bad input
+        raise ConfigError(explain_compose_error(exc, conf_dir())) from exc
+
+
+def compose_config(overrides: list[str]) -> Config:
+    """Compose conf/ with OVERRIDES and validate it; raise ConfigError with one line."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_schema()
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides)
+        extra = unknown_keys(cfg)
+        if extra:
+            close = difflib.get_close_matches(extra[0], all_keys(), n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"unknown config key '{extra[0]}'{hint} (nodecli train --help lists every key)"
+            )
+        config = OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except Exception as exc:  # Hydra/OmegaConf raise many types; all are bad input here
+        raise ConfigError(explain_compose_error(exc, conf_dir())) from exc
+    finally:
+        GlobalHydra.instance().clear()
+    assert isinstance(config, Config)
+    validate(config)
+    return config
+
+
+def check_environment(config: Config) -> None:
+    """Checks that need the machine or the disk: the device and the dataset files."""
+    # Imported here: data/device pull in torch, which `--help` and bad input never need.
+    from nodecli.data import DatasetError, dataset_size, ensure_mnist
+    from nodecli.device import resolve_device
+
+    resolve_device(config.device.name)
+    try:
+        if config.dataset.name == "mnist":
+            ensure_mnist(config.dataset.root or "data/mnist", config.dataset.download)
+        size = dataset_size(config.dataset.name, config.dataset.root)
+    except DatasetError as exc:
+        raise ConfigError(str(exc)) from exc
+    if config.data.n is not None and config.data.n > size:
+        raise ConfigError(
+            f"data.n={config.data.n} is larger than the {size} digits of "
+            f"dataset={config.dataset.name}; use data.n <= {size} or data.n=null"
+        )
+    n = size if config.data.n is None else config.data.n
+    n_train = round(n * config.data.split)
+    if config.dataset.name == "mnist_bundled" and not 1 <= n_train < n:
+        raise ConfigError(
+            f"data.n={n} with data.split={config.data.split} leaves an empty train or test "
+            "set; raise data.n or move data.split away from 0 and 1"
+        )
+
+
+def run_hydra(
+    task: Callable[[DictConfig], int], args: list[str], output_dir: Path | None = None
+) -> None:
+    """Run TASK under Hydra's own main (output dirs, .hydra/ files, launchers, --help).
+    OUTPUT_DIR, when known, is named if Hydra's own writing fails without a file name."""
+    import hydra
+    from hydra._internal import utils as hydra_utils
+
+    register_schema()
+    register_resolvers()
+    main = hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(task)
+    saved, report = sys.argv, hydra_utils.run_and_report
+    sys.argv = ["nodecli", *args]
+    # Hydra reports its own errors (writing .hydra/ or multirun.yaml on a full or
+    # read-only disk) with a traceback; a file-system error becomes our one line instead.
+    hydra_utils.run_and_report = lambda func: report(lambda: _pass_os_errors(func))
+    try:
+        main()
+    except _HydraOSError as exc:  # re-raised here, past Hydra: cli.main prints one line
+        error = exc.error
+        if error.filename is None and output_dir is not None:
+            error = OSError(error.errno, error.strerror, str(output_dir))
+        raise error from None
+    finally:
+        sys.argv, hydra_utils.run_and_report = saved, report
+
+
+class _HydraOSError(SystemExit):
+    """Carries an OSError through Hydra's run_and_report, which lets SystemExit pass."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(EXIT_USAGE)
+        self.error = error
+
+
+def _pass_os_errors(func: Callable[[], Any]) -> Any:
+    try:
+        return func()
+    except OSError as exc:
+        raise _HydraOSError(exc) from None
+
+
+def quote_override_value(value: str) -> str:
+    """VALUE (a path) as a Hydra override value, single-quoted when it holds characters
+    Hydra's grammar would parse (a space, `~`, quotes …). Inside quotes Hydra keeps
+    backslashes literally and only needs `\\'` for a quote."""
+    if re.fullmatch(r"[\w./:+-]+", value):
+        return value
+    return "'" + value.replace("'", "\\'") + "'"

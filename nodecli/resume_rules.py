@@ -1,0 +1,186 @@
+"""When a run may be continued or started in a folder: the rules, checked before Hydra
+writes anything.
+
+* `resume_overrides`: a resumed run reuses its own overrides (only train.epochs may
+  change), so resume never silently changes an experiment half-way.
+* `validate_record`: the whole record must be consistent (run.json, metrics.csv rows,
+  checkpoint.pt loadable with weights_only=True into this config's model) before one
+  byte is written; a refused resume leaves the record as it was.
+* `check_new_run_dir`: a new run never writes over a record or a user's files.
+
+Training state itself (saving/loading checkpoint.pt) is nodecli.resume's concern.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from nodecli.config import Config
+from nodecli.errors import ConfigError
+from nodecli.hydra_app import quote_override_value
+from nodecli.ownership import ClaimError, live_owner
+from nodecli.runs import (
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    RUN_FILE,
+    folder_entries,
+    read_metrics,
+    read_run_json,
+    run_state,
+)
+
+RUN_HINT = "give a run folder such as outputs/runs/<date>/<time>-<id>"
+UNCHANGED = "the record was left as it is"
+
+
+def resume_overrides(target: str, extra: list[str]) -> list[str]:
+    """The overrides that continue the run in TARGET: its own, plus train.epochs if given.
+
+    The run's directory, config and record are reused, so resume refuses anything that
+    would silently change the experiment half-way.
+    """
+    run_dir = Path(target).expanduser().resolve()
+    if not run_dir.is_dir():
+        raise ConfigError(f"resume={target}: no such directory; {RUN_HINT}")
+    saved_path = run_dir / ".hydra" / "overrides.yaml"
+    if not (run_dir / RUN_FILE).is_file() or not saved_path.is_file():
+        raise ConfigError(
+            f"resume={target} is not a run directory (no run.json or .hydra/); {RUN_HINT}"
+        )
+    try:
+        info = read_run_json(run_dir)
+    except ValueError as exc:
+        raise ConfigError(f"resume={target}: {RUN_FILE} is damaged ({exc}); {UNCHANGED}") from exc
+    try:
+        saved = [str(o) for o in OmegaConf.to_container(OmegaConf.load(saved_path))]
+    except Exception as exc:  # noqa: BLE001 - unreadable YAML: say which file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"resume={target}: .hydra/overrides.yaml is damaged ({first}); {UNCHANGED}"
+        ) from exc
+    refuse_live(info, f"resume={target}")
+    keys = {o.split("=", 1)[0].lstrip("+~") for o in extra}
+    if keys - {"train.epochs"}:
+        raise ConfigError(
+            "resume continues a run with its own config; only train.epochs=N may be given "
+            f"with it (got {', '.join(sorted(keys - {'train.epochs'}))})"
+        )
+    kept = [o for o in saved if not o.startswith("resume=") and o.split("=", 1)[0] not in keys]
+    return [*kept, *extra, f"resume={quote_override_value(str(run_dir))}"]
+
+
+def refuse_live(info: dict, what: str) -> None:
+    """A record that is still being written (live pid here, fresh heartbeat elsewhere)."""
+    state, age = run_state(info)
+    if state == "running":
+        raise ConfigError(
+            f"{what}: that run is still running (pid {info.get('pid')} on {info.get('host')}, "
+            f"last heartbeat {age:.0f} s ago); wait for it or stop it"
+        )
+
+
+def validate_record(run_dir: Path, config: Config) -> int:
+    """Check RUN_DIR's whole record against CONFIG; return the epochs resume keeps.
+
+    Write order per epoch is metrics.csv, run.json, checkpoint.pt, so after any kill the
+    checkpointed epochs c, recorded epochs e and metric rows r satisfy c <= e <= r <= c+1
+    (the one unsaved epoch is redone). Anything else is damage: refuse, touch nothing.
+    """
+    where = f"resume={run_dir}"
+    try:
+        info = read_run_json(run_dir)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {RUN_FILE} is damaged ({exc}); {UNCHANGED}") from exc
+    refuse_live(info, where)
+    recorded = info.get("epochs_completed")
+    if not isinstance(recorded, int) or recorded < 0:
+        raise ConfigError(f"{where}: {RUN_FILE} has no valid epochs_completed; {UNCHANGED}")
+    rows = 0
+    if (run_dir / METRICS_FILE).exists() or recorded:
+        try:
+            epochs = read_metrics(run_dir / METRICS_FILE)["epoch"].tolist()
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {METRICS_FILE} is damaged ({exc}); {UNCHANGED}") from exc
+        if epochs != list(range(1, len(epochs) + 1)):
+            raise ConfigError(
+                f"{where}: {METRICS_FILE} does not hold epochs 1..{len(epochs)} in order; "
+                f"{UNCHANGED}"
+            )
+        rows = len(epochs)
+    saved = checkpoint_epoch(run_dir, config) if (run_dir / CHECKPOINT_FILE).exists() else 0
+    if not saved <= recorded <= rows <= saved + 1:
+        raise ConfigError(
+            f"{where}: the record is inconsistent ({RUN_FILE}: {recorded} epoch(s), "
+            f"{METRICS_FILE}: {rows} row(s), {CHECKPOINT_FILE}: "
+            f"{saved if saved else 'none'}); resuming would retrain or lose finished "
+            f"epochs; {UNCHANGED}"
+        )
+    return saved
+
+
+def checkpoint_epoch(run_dir: Path, config: Config) -> int:
+    """The epoch checkpoint.pt holds, after loading it into CONFIG's model and optimiser
+    (so a truncated or foreign checkpoint is refused now, not half-way through resume)."""
+    # Imported here: torch and the model are only needed once a resume gets this far.
+    import torch
+
+    from nodecli.model import build_model
+    from nodecli.resume import ResumeError, read_training_state
+    from nodecli.train import make_optimizer, solve_spec
+
+    path = run_dir / CHECKPOINT_FILE
+    try:
+        state = read_training_state(path)
+        model = build_model(
+            config.layer_style.name,
+            solve_spec(config),
+            config.model.latent,
+            config.model.hidden,
+            config.model.t1,
+        )
+        model.load_state_dict(state["model"])
+        make_optimizer(model, config.train.lr).load_state_dict(state["optimizer"])
+        torch.Generator().set_state(state["data_generator"])
+    except ResumeError as exc:
+        raise ConfigError(f"resume={run_dir}: {exc}; {UNCHANGED}") from exc
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"resume={run_dir}: {path} does not fit this run's model ({first}); {UNCHANGED}"
+        ) from exc
+    return int(state["epoch"])
+
+
+def check_new_run_dir(run_dir: Path, given_as: str) -> None:
+    """A new run never writes over another run's record or over a user's files."""
+    owner = live_owner(run_dir)
+    if owner is not None:
+        raise ClaimError(
+            f"{given_as}={run_dir} is in use by {owner}; wait for it to finish or stop it, "
+            "or choose another folder"
+        )
+    if (run_dir / RUN_FILE).is_file():
+        raise ConfigError(
+            f"{given_as}={run_dir} already holds a run record; choose another folder, "
+            f"or continue that run with resume={run_dir}"
+        )
+    foreign = folder_entries(run_dir)
+    if foreign:
+        raise ConfigError(
+            f"{given_as}={run_dir} is not empty and holds no run record "
+            f"({', '.join(foreign[:3])}{' …' if len(foreign) > 3 else ''}); choose an empty "
+            "or new folder"
+        )
+
+
+def check_writable(folder: Path) -> None:
+    """Create FOLDER and prove a file can be written in it, before any work starts
+    (a file in the way, a read-only file system): raises OSError naming the path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(dir=folder, prefix=".nodecli-probe-")
+    os.close(fd)
+    os.unlink(probe)

@@ -1,0 +1,92 @@
+"""What runs inside each sweep job (possibly in a launcher's process or on a cluster
+node): claim the job folder, skip a completed job, move an earlier attempt aside, train.
+
+The claim comes first, so two sweeps (or a sweep and a `train resume=`) can never both
+run one job or move each other's live record into attempts/.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from nodecli.config import Config
+from nodecli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, os_error_line
+from nodecli.ownership import ClaimError, claim_folder, release_folder
+from nodecli.runs import ATTEMPTS_DIR, CHECKPOINT_FILE, METRICS_FILE, RUN_FILE, read_run_json
+from nodecli.sweep_plan import read_sweep_file
+
+RECORD_FILES = (RUN_FILE, METRICS_FILE, CHECKPOINT_FILE)
+
+
+def record_status(job_dir: Path) -> str | None:
+    """The status in JOB_DIR's run.json; None when there is no record, 'unreadable' if bad."""
+    if not (job_dir / RUN_FILE).exists():
+        return None if not (job_dir / METRICS_FILE).exists() else "unreadable"
+    try:
+        return str(read_run_json(job_dir)["status"])
+    except ValueError:
+        return "unreadable"
+
+
+def archive_attempt(job_dir: Path) -> Path | None:
+    """Move the record files of a previous attempt into JOB_DIR/attempts/<n>/."""
+    present = [job_dir / name for name in RECORD_FILES if (job_dir / name).exists()]
+    if not present:
+        return None
+    attempts = job_dir / ATTEMPTS_DIR
+    numbers = [int(p.name) for p in attempts.glob("*") if p.name.isdigit()]
+    target = attempts / str(max(numbers, default=0) + 1)
+    target.mkdir(parents=True)
+    for path in present:
+        shutil.move(str(path), str(target / path.name))
+    return target
+
+
+def sweep_task(cfg: DictConfig) -> int:
+    """What Hydra runs for each sweep job; it never raises (one job must not stop others)
+    except to stop the whole sweep on Ctrl-C / SIGTERM."""
+    from hydra.core.hydra_config import HydraConfig
+
+    # Imported here: the training stack is only needed in the process that trains.
+    from nodecli.train import run_experiment
+
+    hydra_cfg = HydraConfig.get()
+    job_dir = Path(hydra_cfg.runtime.output_dir)
+    overrides = list(hydra_cfg.overrides.task)
+    num = hydra_cfg.job.num
+    total = read_sweep_file(Path(hydra_cfg.sweep.dir)).get("n_jobs", "?")
+    label = f"job {num} (of {total})"
+    what = " ".join(overrides) or "(defaults)"
+    try:
+        claim_folder(job_dir, f"sweep job {num}")
+    except ClaimError as exc:
+        print(f"[sweep] {label} not run: {exc}", flush=True)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"[sweep] {label} not run: {os_error_line(exc)}", flush=True)
+        return EXIT_FAILED
+    try:
+        status = record_status(job_dir)
+        if status == "completed":
+            print(f"[sweep] {label} skipped (already completed): {what}", flush=True)
+            return EXIT_OK
+        moved = archive_attempt(job_dir)
+        note = f" (previous {status} record moved to {moved})" if moved else ""
+        print(f"[sweep] {label} started: {what} -> {job_dir}{note}", flush=True)
+        config = OmegaConf.to_object(cfg)
+        assert isinstance(config, Config)
+        code = run_experiment(config, job_dir, overrides)
+    except OSError as exc:
+        print(f"[sweep] {label} failed: {os_error_line(exc)}", flush=True)
+        return EXIT_FAILED
+    except Exception as exc:  # noqa: BLE001 - the summary reports the job as failed
+        print(f"[sweep] {label} crashed: {type(exc).__name__}: {exc}", flush=True)
+        return EXIT_FAILED
+    finally:
+        release_folder(job_dir)
+    if code >= 128:  # Ctrl-C / SIGTERM: stop the whole sweep; resume picks it up later
+        raise SystemExit(code)
+    return code

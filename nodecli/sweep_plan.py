@@ -1,0 +1,272 @@
+"""What a `nodecli sweep` command line means: the sweep folder, its jobs (expanded with
+Hydra's own override parser and BasicSweeper, so job i is hydra.job.num == i) and the
+Hydra overrides, plus the stored plan (sweep.json) that `sweep.resume` continues.
+
+Everything here only reads: the plan is decided, and refused if need be, before the
+sweep writes anything.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from nodecli.config import Config
+from nodecli.errors import ConfigError
+from nodecli.hydra_app import check_environment, compose_config, parse_overrides
+from nodecli.runs import RUN_FILE, folder_entries
+
+RESUME_KEY = "sweep.resume"
+SWEEP_FILE = "sweep.json"
+MULTIRUN_FILE = "multirun.yaml"  # written by Hydra at the start of every multirun
+
+
+@dataclass
+class SweepPlan:
+    """What a sweep command line means: where, which jobs, with which Hydra overrides."""
+
+    sweep_dir: Path
+    jobs: list[list[str]]
+    hydra_overrides: list[str] = field(default_factory=list)
+    resume: bool = False
+    dir_given: bool = False
+    job_args: list[str] = field(default_factory=list)  # as typed: sweep lists unexpanded
+
+    @property
+    def job_overrides(self) -> list[str]:
+        return [o for job in self.jobs for o in job]
+
+
+def expand_jobs(overrides: list[str]) -> list[list[str]]:
+    """Every job of a sweep, in Hydra's order (job i is hydra.job.num == i)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    if not overrides:
+        return [[]]
+    parsed = parse_overrides(overrides)
+    try:
+        (batch,) = BasicSweeper.split_arguments(parsed, None)
+    except Exception as exc:
+        raise ConfigError(f"cannot expand the sweep: {str(exc).splitlines()[0]}") from exc
+    if not batch:
+        raise ConfigError(
+            f"the sweep {' '.join(overrides)} has no jobs (an empty list or range); "
+            "give every swept key at least one value"
+        )
+    return batch
+
+
+def new_sweep_dir() -> Path:
+    """outputs/sweeps/<date>/<time>, with -2, -3 … when another sweep took that second."""
+    now = datetime.now()
+    base = Path("outputs") / "sweeps" / now.strftime("%Y-%m-%d") / now.strftime("%H-%M-%S")
+    candidate, n = base, 1
+    while True:
+        try:
+            candidate.mkdir(parents=True, exist_ok=False)
+            return candidate
+        except FileExistsError:
+            if not candidate.parent.is_dir():
+                raise
+            n += 1
+            candidate = base.with_name(f"{base.name}-{n}")
+
+
+def read_sweep_file(sweep_dir: Path) -> dict[str, Any]:
+    """sweep.json if it is a well-formed plan; {} when it is missing, damaged or of the
+    wrong shape (resume then rebuilds the plan from Hydra's multirun.yaml)."""
+    try:
+        data = json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    lists = ("job_overrides", "hydra_overrides", "resumed_at")
+    if not all(_str_list(data.get(key, [])) for key in lists):
+        return {}
+    if not isinstance(data.get("n_jobs", 0), int):
+        return {}
+    return data
+
+
+def _str_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def rebuild_from_hydra(sweep_dir: Path) -> dict[str, Any]:
+    """The stored plan's command-line part, from the multirun.yaml Hydra wrote; {} if
+    there is none or it is unreadable."""
+    try:
+        overrides = OmegaConf.load(sweep_dir / MULTIRUN_FILE).hydra.overrides
+        task = [str(o) for o in overrides.task]
+        hydra = [
+            str(o)
+            for o in overrides.hydra
+            if not str(o).startswith(("hydra.sweep.dir=", "hydra.mode="))
+        ]
+    except Exception:  # noqa: BLE001 - missing or damaged YAML: nothing to rebuild from
+        return {}
+    return {"job_overrides": task, "hydra_overrides": hydra}
+
+
+def job_folders(sweep_dir: Path) -> dict[int, Path]:
+    """Numbered job folders (<num>_<overrides> or <num>) that Hydra created."""
+    found = {}
+    for path in sweep_dir.iterdir() if sweep_dir.is_dir() else []:
+        match = re.fullmatch(r"(\d+)(_.*)?", path.name)
+        if match and (path / ".hydra").is_dir():
+            found[int(match.group(1))] = path
+    return found
+
+
+def check_plan_matches_folders(sweep_dir: Path, jobs: list[list[str]], where: str) -> None:
+    """The plan must name every job folder already there, with that folder's overrides:
+    a resume never shrinks a sweep nor reuses a folder for another job."""
+    for num, path in sorted(job_folders(sweep_dir).items()):
+        if num >= len(jobs):
+            raise ConfigError(
+                f"{where}: job folder {path.name} is not in the plan ({len(jobs)} job(s)); "
+                "resuming would drop it; give the sweep's full command line"
+            )
+        try:
+            stored = sorted(map(str, OmegaConf.load(path / ".hydra" / "overrides.yaml")))
+        except Exception:  # noqa: BLE001 - an unreadable file cannot confirm the job
+            continue
+        if stored != sorted(jobs[num]):
+            raise ConfigError(
+                f"{where}: job folder {path.name} was run with {' '.join(stored)}, but the "
+                f"plan's job {num} is {' '.join(jobs[num]) or '(defaults)'}; the plan and "
+                "the folders disagree"
+            )
+
+
+def plan_sweep(overrides: list[str]) -> SweepPlan:
+    """Split the command line into job / Hydra / resume parts and decide the sweep dir."""
+    parsed = parse_overrides(overrides)
+    resume: str | None = None
+    sweep_dir: str | None = None
+    job: list[str] = []
+    hydra: list[str] = []
+    for text, override in zip(overrides, parsed, strict=True):
+        key = override.get_key_element()
+        if key == RESUME_KEY:
+            if override.is_sweep_override():
+                raise ConfigError(f"{RESUME_KEY} takes one sweep directory, not a list")
+            resume = str(override.value())
+        elif key == "hydra.sweep.dir":
+            sweep_dir = str(override.value())
+        elif key.lstrip("+~").startswith(("hydra.", "hydra/")):
+            hydra.append(text)
+        else:
+            job.append(text)
+    if resume is not None:
+        return _plan_resume(Path(resume), resume, sweep_dir, job, hydra)
+    if sweep_dir is not None:
+        given = Path(sweep_dir)
+        if given.is_dir() and any(given.glob(f"*/{RUN_FILE}")):
+            raise ConfigError(
+                f"hydra.sweep.dir={sweep_dir} already holds runs; resume it with "
+                f"{RESUME_KEY}={sweep_dir} or choose a new directory"
+            )
+        foreign = folder_entries(given)
+        if foreign:
+            raise ConfigError(
+                f"hydra.sweep.dir={sweep_dir} is not empty ({', '.join(foreign[:3])}); "
+                "choose an empty or new directory"
+            )
+        return SweepPlan(given, expand_jobs(job), hydra, dir_given=True, job_args=job)
+    return SweepPlan(Path(), expand_jobs(job), hydra, job_args=job)
+
+
+def _plan_resume(
+    resume_dir: Path, resume: str, sweep_dir: str | None, job: list[str], hydra: list[str]
+) -> SweepPlan:
+    where = f"{RESUME_KEY}={resume}"
+    if not resume_dir.is_dir():
+        raise ConfigError(f"{where}: no such sweep directory")
+    if sweep_dir is not None and Path(sweep_dir).resolve() != resume_dir.resolve():
+        raise ConfigError(f"{RESUME_KEY} and hydra.sweep.dir name different directories")
+    stored = read_sweep_file(resume_dir) or rebuild_from_hydra(resume_dir)
+    if not stored:
+        what = "no job folder" if not job_folders(resume_dir) else f"no {MULTIRUN_FILE}"
+        raise ConfigError(
+            f"{where}: its {SWEEP_FILE} is missing or damaged and there is {what} to "
+            "rebuild the plan from; nothing was changed"
+        )
+    stored_job = list(stored.get("job_overrides", []))
+    if not job:  # `nodecli sweep sweep.resume=DIR` alone: the stored command line
+        job = stored_job
+        hydra = hydra or list(stored.get("hydra_overrides", []))
+    elif sorted(job) != sorted(stored_job):
+        # Other jobs would get other numbers, hence other folders: refuse.
+        raise ConfigError(
+            f"{where} was run with {' '.join(stored_job) or 'no overrides'}; "
+            f"resume it with the same overrides or with {RESUME_KEY} alone"
+        )
+    else:
+        job = stored_job  # the same overrides, in the stored order (same job numbers)
+    jobs = expand_jobs(job)
+    n_stored = stored.get("n_jobs")
+    if isinstance(n_stored, int) and n_stored != len(jobs):
+        raise ConfigError(
+            f"{where}: {SWEEP_FILE} says {n_stored} job(s), its command line "
+            f"{len(jobs)}; the plan is inconsistent; nothing was changed"
+        )
+    check_plan_matches_folders(resume_dir, jobs, where)
+    return SweepPlan(resume_dir, jobs, hydra, True, True, job)
+
+
+def validate_jobs(plan: SweepPlan) -> list[Config]:
+    """Compose and validate every job (with the Hydra overrides), then check the machine."""
+    configs = []
+    for job in plan.jobs:
+        try:
+            configs.append(compose_config([*plan.hydra_overrides, *job]))
+        except ConfigError as exc:
+            launcher = re.search(r"Could not find 'hydra/launcher/([^']*)'", str(exc))
+            if launcher:
+                raise ConfigError(
+                    f"hydra/launcher={launcher.group(1)} is not an installed launcher; Hydra's "
+                    "launchers: basic, joblib, submitit_local, submitit_slurm (the last three: "
+                    "pip install 'nodecli[launchers]')"
+                ) from exc
+            where = f" (in job {' '.join(job)})" if len(plan.jobs) > 1 else ""
+            raise ConfigError(f"{exc}{where}") from exc
+    checked = set()
+    for config in configs:
+        key = (config.device.name, config.dataset.name, config.dataset.root, config.data.n)
+        if key not in checked:
+            checked.add(key)
+            check_environment(config)
+    return configs
+
+
+def find_job_dir(sweep_dir: Path, num: int, overrides: list[str]) -> Path | None:
+    """The folder Hydra used for job NUM (matched by number, then by its overrides)."""
+    candidates = sorted(p for p in sweep_dir.glob(f"{num}_*") if p.is_dir())
+    if not overrides:
+        candidates += [p for p in (sweep_dir / str(num),) if p.is_dir()]
+    for path in candidates:
+        try:
+            stored = OmegaConf.load(path / ".hydra" / "overrides.yaml")
+            if sorted(map(str, stored)) == sorted(overrides):
+                return path
+        except Exception:  # noqa: BLE001 - unreadable: fall back to the name
+            continue
+    if len(candidates) == 1:
+        return candidates[0]
+    # A custom hydra.sweep.subdir: look for the folder whose overrides are this job's.
+    matches = []
+    for path in sorted(sweep_dir.glob("*/.hydra/overrides.yaml")):
+        try:
+            if sorted(map(str, OmegaConf.load(path))) == sorted(overrides):
+                matches.append(path.parent.parent)
+        except Exception:  # noqa: BLE001
+            continue
+    return matches[0] if len(matches) == 1 else None

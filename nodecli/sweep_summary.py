@@ -1,0 +1,101 @@
+"""The table `nodecli sweep` prints at the end: one row per job, read from the records
+through nodecli.runs (the only reader of record files)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from nodecli.runs import METRICS_FILE, RUN_FILE, read_metrics, read_run_json
+from nodecli.sweep_plan import SweepPlan, find_job_dir
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+
+@dataclass
+class JobResult:
+    num: int
+    overrides: list[str]
+    job_dir: Path | None
+    status: str
+    epochs: int | None = None
+    train_acc: float | None = None
+    test_acc: float | None = None
+    train_time_s: float | None = None
+    error: str | None = None
+
+
+def collect_results(plan: SweepPlan) -> list[JobResult]:
+    results = []
+    for num, job in enumerate(plan.jobs):
+        job_dir = find_job_dir(plan.sweep_dir, num, job)
+        result = JobResult(num, job, job_dir, "not run")
+        if job_dir is not None and (job_dir / RUN_FILE).exists():
+            try:
+                info = read_run_json(job_dir)
+                result.status = str(info.get("status", "unknown"))
+                result.error = info.get("error")
+            except ValueError as exc:
+                result.status, result.error = "unreadable", str(exc)
+            try:
+                metrics = read_metrics(job_dir / METRICS_FILE)
+                result.epochs = len(metrics)
+                if len(metrics):
+                    result.train_acc = float(metrics["train_acc"].iloc[-1])
+                    result.test_acc = float(metrics["test_acc"].iloc[-1])
+                    result.train_time_s = float(metrics["train_time_s"].sum())
+            except ValueError:
+                pass
+        results.append(result)
+    return results
+
+
+def summary_table(plan: SweepPlan, results: list[JobResult]) -> Table:
+    from rich.table import Table
+
+    varying = varying_keys(plan.jobs)
+    constant = sorted({o for job in plan.jobs for o in job if o.split("=")[0] not in varying})
+    title = f"nodecli sweep: {plan.sweep_dir}"
+    table = Table(title=title, caption="common: " + " ".join(constant) if constant else None)
+    for name, justify in (
+        ("job", "right"),
+        ("overrides", "left"),
+        ("status", "left"),
+        ("epochs", "right"),
+        ("train acc (%)", "right"),
+        ("test acc (%)", "right"),
+        ("train time (s)", "right"),
+        ("error", "left"),
+    ):
+        table.add_column(name, justify=justify, overflow="fold", no_wrap=name != "error")
+    colours = {"completed": "green", "failed": "red", "interrupted": "yellow"}
+
+    def num(value: float | None, fmt: str) -> str:
+        return "" if value is None or value != value else format(value, fmt)
+
+    for r in results:
+        shown = [o for o in r.overrides if o.split("=")[0] in varying] or r.overrides
+        colour = colours.get(r.status, "magenta")
+        where = r.error or "" if r.status != "completed" else ""
+        table.add_row(
+            str(r.num),
+            " ".join(shown) or "(defaults)",
+            f"[{colour}]{r.status}[/{colour}]",
+            "" if r.epochs is None else str(r.epochs),
+            num(r.train_acc, ".2f"),
+            num(r.test_acc, ".2f"),
+            num(r.train_time_s, ".3f"),
+            where,
+        )
+    return table
+
+
+def varying_keys(jobs: list[list[str]]) -> set[str]:
+    values: dict[str, set[str]] = {}
+    for job in jobs:
+        for override in job:
+            key, _, value = override.partition("=")
+            values.setdefault(key, set()).add(value)
+    return {key for key, seen in values.items() if len(seen) > 1}

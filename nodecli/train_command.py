@@ -1,0 +1,120 @@
+"""`nodecli train`: compose and check the command line, claim the run folder, then hand
+over to Hydra, which runs `train_task` once.
+
+Everything that can be refused is refused here, before Hydra writes .hydra/: a bad
+config, a missing dataset, a folder owned by a live run or holding someone's files, a
+resume of a damaged record. Each is one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from nodecli.config import Config
+from nodecli.errors import EXIT_OK, EXIT_USAGE, ConfigError, UsageError, os_error_line
+from nodecli.hydra_app import (
+    check_environment,
+    compose_config,
+    hydra_arg_parser,
+    quote_override_value,
+    run_hydra,
+)
+from nodecli.ownership import ClaimError, claim_folder
+from nodecli.resume_rules import (
+    check_new_run_dir,
+    check_writable,
+    resume_overrides,
+    validate_record,
+)
+from nodecli.runs import read_run_json
+
+DEFAULT_RUNS_ROOT = Path("outputs") / "runs"
+_exit_codes: list[int] = []
+
+
+def train_task(cfg: DictConfig) -> int:
+    """What Hydra runs for the job: train into its output directory. Nothing may escape
+    as an exception (Hydra would print a traceback): refusals become exit code 2."""
+    from hydra.core.hydra_config import HydraConfig
+
+    # Imported here: the training stack (torch, the model) is only needed once a run
+    # really starts, not for --help or a refused command line.
+    from nodecli.train import run_experiment
+
+    hydra_cfg = HydraConfig.get()
+    config = OmegaConf.to_object(cfg)
+    assert isinstance(config, Config)
+    try:
+        code = run_experiment(
+            config, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task)
+        )
+    except ConfigError as exc:  # the claim: another process owns the folder
+        print(f"nodecli: error: {exc}", flush=True, file=sys.stderr)
+        code = EXIT_USAGE
+    except OSError as exc:  # the record could not even be started: nothing was trained
+        print(f"nodecli: error: {os_error_line(exc)}", flush=True, file=sys.stderr)
+        code = EXIT_USAGE
+    _exit_codes.append(code)
+    if code >= 128:  # stopped by a signal: stop the whole command, sweeps included
+        raise SystemExit(code)
+    return code
+
+
+def train_command(args: list[str]) -> int:
+    parsed = hydra_arg_parser().parse_args(args)
+    if parsed.multirun:
+        raise UsageError("train runs one job; use `nodecli sweep` for multirun")
+    informational = parsed.help or parsed.hydra_help or parsed.cfg or parsed.info
+    run_dir: Path | None = None
+    resume = [o for o in parsed.overrides if o.startswith("resume=")]
+    if resume and not informational:
+        target = resume[-1].split("=", 1)[1]
+        overrides = resume_overrides(target, [o for o in parsed.overrides if o not in resume])
+        config = compose_config(overrides)
+        run_dir = Path(config.resume or "")
+        claim_folder(run_dir, "resume")
+        finished = validate_record(run_dir, config)
+        # A run killed after its last checkpoint but before it said "completed" resumes
+        # with nothing left to train: that only completes its record.
+        if config.train.epochs <= finished and read_run_json(run_dir)["status"] == "completed":
+            raise ConfigError(
+                f"resume={target}: all {config.train.epochs} epochs are finished; "
+                "add train.epochs=N with a larger N to train further"
+            )
+        check_environment(config)
+        args = [*overrides, f"hydra.run.dir={quote_override_value(str(run_dir))}"]
+    elif not informational:
+        config = compose_config(parsed.overrides)
+        check_environment(config)
+        run_dir = explicit_run_dir(parsed.overrides)
+        if run_dir is None:
+            check_writable(DEFAULT_RUNS_ROOT)
+        else:
+            claim_run_dir(run_dir)
+    run_hydra(train_task, args, run_dir)
+    return _exit_codes[-1] if _exit_codes else EXIT_OK
+
+
+def explicit_run_dir(overrides: list[str]) -> Path | None:
+    """hydra.run.dir as given on the command line (the last one wins, as in Hydra)."""
+    found = None
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key.lstrip("+") == "hydra.run.dir":
+            found = Path(value.strip("'\""))
+    return found
+
+
+def claim_run_dir(run_dir: Path) -> None:
+    """Own RUN_DIR before Hydra writes into it; refuse a live owner, a record or foreign
+    files. The claim is atomic, so of two commands racing for one folder exactly one
+    passes. Checked once before claiming too, so a refused run leaves the folder as is."""
+    check_new_run_dir(run_dir, "hydra.run.dir")
+    try:
+        claim_folder(run_dir, "a nodecli run")
+    except ClaimError as exc:
+        raise ClaimError(f"hydra.run.dir={run_dir}: {exc}") from None
+    check_new_run_dir(run_dir, "hydra.run.dir")

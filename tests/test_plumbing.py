@@ -1,0 +1,398 @@
+"""Config composition, resume rules, sweep planning, folder claims and file-system
+errors, tested in process (Hydra's compose API, records written by the test): the logic
+behind `nodecli train` / `nodecli sweep` without a subprocess per case."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import stat
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY
+from omegaconf import OmegaConf
+
+from nodecli.errors import ConfigError
+from nodecli.hydra_app import compose_config
+from nodecli.model import build_model
+from nodecli.ownership import CLAIM_FILE, ClaimError, ClaimLost, claim_folder, release_folder
+from nodecli.resume import save_training_state
+from nodecli.resume_rules import check_new_run_dir, resume_overrides, validate_record
+from nodecli.runs import RunRecord, atomic_write_text, run_state
+from nodecli.sweep_plan import expand_jobs, plan_sweep
+from nodecli.train import make_optimizer, solve_spec
+
+DEAD_PID = 2**22 + 12345  # above Linux's largest pid: never a live process
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def test_compose_applies_overrides_and_validates() -> None:
+    config = compose_config(["sensealg=adjoint", "solver=dopri5", *TINY])
+    assert config.sensealg.name == "adjoint" and config.solver.method == "dopri5"
+    assert config.train.epochs == 1 and config.data.n == 200
+    with pytest.raises(ConfigError, match="train.epochs=0 is out of range"):
+        compose_config(["train.epochs=0"])
+    with pytest.raises(ConfigError, match="did you mean 'train.epochs'"):
+        compose_config(["train.epoch=3"])
+
+
+# --- resume rules --------------------------------------------------------------------
+
+
+def write_record(run_dir: Path, epochs: int, overrides: list[str] | None = None) -> None:
+    """A real record as `nodecli train` leaves it: EPOCHS finished and checkpointed."""
+    overrides = overrides if overrides is not None else [*TINY[1:], f"train.epochs={epochs}"]
+    config = compose_config(overrides)
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
+    record = RunRecord(run_dir)
+    record.start("cpu", 1, overrides)
+    torch.manual_seed(0)
+    model = build_model(
+        config.layer_style.name,
+        solve_spec(config),
+        config.model.latent,
+        config.model.hidden,
+        config.model.t1,
+    )
+    optimizer = make_optimizer(model, config.train.lr)
+    for epoch in range(1, epochs + 1):
+        record.append_epoch(
+            {"epoch": epoch, "train_time_s": 0.1, "train_acc": 50.0, "test_acc": 40.0}
+        )
+        save_training_state(run_dir, epoch, model, optimizer, torch.Generator())
+    record.finish("completed")
+    release_folder(run_dir)
+
+
+def snapshot(run_dir: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(run_dir)): p.read_bytes()
+        for p in sorted(run_dir.rglob("*"))
+        if p.is_file() and p.name != CLAIM_FILE
+    }
+
+
+def test_resume_overrides_reuse_the_runs_own_config(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    write_record(run_dir, 2, ["seed=3", "train.epochs=2"])
+    assert resume_overrides(str(run_dir), ["train.epochs=4"]) == [
+        "seed=3",
+        "train.epochs=4",
+        f"resume={run_dir.resolve()}",
+    ]
+    with pytest.raises(ConfigError, match="only train.epochs=N"):
+        resume_overrides(str(run_dir), ["sensealg=adjoint"])
+
+
+def test_resume_refuses_a_live_run_here_and_a_fresh_heartbeat_elsewhere(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    write_record(run_dir, 1)
+    info = json.loads((run_dir / "run.json").read_text())
+    for pid, host in ((os.getpid(), socket.gethostname()), (1, "another-host")):
+        info.update(status="running", pid=pid, host=host, heartbeat_at=now())
+        (run_dir / "run.json").write_text(json.dumps(info))
+        with pytest.raises(ConfigError, match="still running"):
+            resume_overrides(str(run_dir), [])
+    # Another host, heartbeat older than the stale limit: dead, may be resumed.
+    info["heartbeat_at"] = "2020-01-01T00:00:00+00:00"
+    (run_dir / "run.json").write_text(json.dumps(info))
+    assert run_state(info)[0] == "stale"
+    resume_overrides(str(run_dir), [])
+
+
+def test_run_state_is_one_rule_for_pid_and_heartbeat() -> None:
+    here = socket.gethostname()
+    alive = {"status": "running", "pid": os.getpid(), "host": here, "heartbeat_at": now()}
+    assert run_state(alive)[0] == "running"
+    assert run_state({**alive, "pid": DEAD_PID})[0] == "stale"  # no such pid here
+    assert run_state({**alive, "heartbeat_at": "2020-01-01T00:00:00+00:00"})[0] == "stale"
+    assert run_state({**alive, "status": "completed"})[0] == "completed"
+
+
+def damage_missing_checkpoint(run_dir: Path) -> None:
+    (run_dir / "checkpoint.pt").unlink()
+
+
+def damage_truncated_checkpoint(run_dir: Path) -> None:
+    data = (run_dir / "checkpoint.pt").read_bytes()
+    (run_dir / "checkpoint.pt").write_bytes(data[: len(data) // 2])
+
+
+def damage_foreign_checkpoint(run_dir: Path) -> None:
+    torch.save({"weights": torch.zeros(3)}, run_dir / "checkpoint.pt")
+
+
+def damage_pickled_code(run_dir: Path) -> None:
+    torch.save({"epoch": 2, "model": object()}, run_dir / "checkpoint.pt")
+
+
+def damage_other_model(run_dir: Path) -> None:
+    """A nodecli checkpoint, but of another model shape (model.hidden=7)."""
+    model = build_model("module", solve_spec(compose_config(["model.hidden=7"])), 20, 7, 1.0)
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    state["model"] = model.state_dict()
+    torch.save(state, run_dir / "checkpoint.pt")
+
+
+def damage_header_only_metrics(run_dir: Path) -> None:
+    text = (run_dir / "metrics.csv").read_text()
+    (run_dir / "metrics.csv").write_text(text.splitlines()[0] + "\n")
+
+
+def damage_truncated_metrics(run_dir: Path) -> None:
+    text = (run_dir / "metrics.csv").read_text()
+    (run_dir / "metrics.csv").write_text(text[: len(text) - 12])
+
+
+def damage_run_json(run_dir: Path) -> None:
+    (run_dir / "run.json").write_text('{"status": "compl')
+
+
+def damage_epochs_completed(run_dir: Path) -> None:
+    info = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**info, "epochs_completed": 5}))
+
+
+DAMAGE = [
+    (damage_missing_checkpoint, "inconsistent"),
+    (damage_truncated_checkpoint, "damaged or not a nodecli checkpoint"),
+    (damage_foreign_checkpoint, "not a nodecli checkpoint"),
+    (damage_pickled_code, "damaged or not a nodecli checkpoint"),
+    (damage_other_model, "does not fit this run's model"),
+    (damage_header_only_metrics, "inconsistent"),
+    (damage_truncated_metrics, "metrics.csv is damaged"),
+    (damage_run_json, "run.json is damaged"),
+    (damage_epochs_completed, "inconsistent"),
+]
+
+
+@pytest.mark.parametrize("damage, expected", DAMAGE, ids=[d.__name__ for d, _ in DAMAGE])
+def test_resume_of_a_damaged_record_is_refused_and_changes_nothing(
+    tmp_path: Path, damage, expected
+) -> None:
+    run_dir = tmp_path / "run"
+    write_record(run_dir, 2)
+    config = compose_config([*TINY[1:], "train.epochs=3", f"resume={run_dir}"])
+    assert validate_record(run_dir, config) == 2  # intact: both epochs are kept
+    damage(run_dir)
+    before = snapshot(run_dir)
+    with pytest.raises(ConfigError, match=expected) as info:
+        validate_record(run_dir, config)
+    message = str(info.value)
+    assert len(message.splitlines()) == 1 and "weights_only=False" not in message
+    assert snapshot(run_dir) == before
+
+
+def test_a_kill_between_metrics_and_checkpoint_is_resumable(tmp_path: Path) -> None:
+    """metrics.csv and run.json one epoch ahead of checkpoint.pt: resume redoes that epoch."""
+    run_dir = tmp_path / "run"
+    write_record(run_dir, 1)
+    claim_folder(run_dir, "test")
+    record = RunRecord(run_dir)
+    record.start("cpu", 1, [], resumed=True)
+    record.info["pid"] = DEAD_PID  # then SIGKILL, before checkpoint.pt was saved
+    record.append_epoch({"epoch": 2, "train_time_s": 0.1, "train_acc": 1.0, "test_acc": 1.0})
+    release_folder(run_dir)
+    config = compose_config([*TINY[1:], "train.epochs=3", f"resume={run_dir}"])
+    assert validate_record(run_dir, config) == 1
+
+
+def test_a_new_run_needs_an_empty_folder(tmp_path: Path) -> None:
+    check_new_run_dir(tmp_path / "absent", "hydra.run.dir")
+    (tmp_path / "empty").mkdir()
+    check_new_run_dir(tmp_path / "empty", "hydra.run.dir")
+    users = tmp_path / "users"
+    (users / ".hydra").mkdir(parents=True)
+    (users / "metrics.csv").write_text("mine\n")
+    with pytest.raises(ConfigError, match=r"is not empty .*\.hydra, metrics\.csv"):
+        check_new_run_dir(users, "hydra.run.dir")
+    (users / "run.json").write_text("{}")
+    with pytest.raises(ConfigError, match="already holds a run record"):
+        check_new_run_dir(users, "hydra.run.dir")
+
+
+# --- folder claims -----------------------------------------------------------------------
+
+
+def test_a_claimed_folder_is_refused_naming_its_owner(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    # Another process's claim: a lock on its own open file description, with its owner.
+    (folder / CLAIM_FILE).write_text(
+        json.dumps({"pid": 4242, "host": "elsewhere", "started_at": "t0", "token": "x"})
+    )
+    other = os.open(folder / CLAIM_FILE, os.O_RDWR)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(ClaimError, match="in use by pid 4242 on elsewhere since t0"):
+            claim_folder(folder, "test")
+        with pytest.raises(ClaimError, match="in use by pid 4242"):  # a new run, before Hydra
+            check_new_run_dir(folder, "hydra.run.dir")
+    finally:
+        os.close(other)  # the owner dies: its claim goes with it
+    claim = claim_folder(folder, "test")
+    assert claim_folder(folder, "again") is claim  # idempotent within one process
+    release_folder(folder)
+
+
+def test_a_writer_that_lost_its_folder_writes_nothing(tmp_path: Path) -> None:
+    record = RunRecord(tmp_path / "run")
+    record.start("cpu", 1, [])
+    (tmp_path / "run" / CLAIM_FILE).unlink()  # e.g. the folder was cleaned up meanwhile
+    before = (tmp_path / "run" / "run.json").read_bytes()
+    with pytest.raises(ClaimLost):
+        record.heartbeat()
+    assert (tmp_path / "run" / "run.json").read_bytes() == before
+    release_folder(tmp_path / "run")
+
+
+def test_record_files_get_the_umask_default_mode(tmp_path: Path) -> None:
+    atomic_write_text(tmp_path / "run.json", "{}\n")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "run.json").stat().st_mode) == 0o666 & ~mask
+
+
+# --- sweep planning ----------------------------------------------------------------------
+
+
+def test_expand_jobs_in_hydras_order() -> None:
+    assert expand_jobs(["seed=0,1", "train.epochs=1,2"]) == [
+        ["seed=0", "train.epochs=1"],
+        ["seed=0", "train.epochs=2"],
+        ["seed=1", "train.epochs=1"],
+        ["seed=1", "train.epochs=2"],
+    ]
+    assert expand_jobs([]) == [[]]
+    with pytest.raises(ConfigError, match="has no jobs"):
+        expand_jobs(["seed=range(0,0)"])
+
+
+def test_plan_splits_job_hydra_and_resume_parts(tmp_path: Path) -> None:
+    plan = plan_sweep(["seed=0,1", "hydra/launcher=joblib", f"hydra.sweep.dir={tmp_path / 's'}"])
+    assert plan.jobs == [["seed=0"], ["seed=1"]] and plan.hydra_overrides == [
+        "hydra/launcher=joblib"
+    ]
+    assert plan.sweep_dir == tmp_path / "s" and plan.dir_given and not plan.resume
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    with pytest.raises(ConfigError, match="is not empty"):
+        plan_sweep(["seed=0,1", f"hydra.sweep.dir={tmp_path / 'mine'}"])
+
+
+def fake_sweep(sweep_dir: Path, job_args: list[str], sweep_json: str | None) -> None:
+    """The folders a sweep leaves: multirun.yaml, numbered job folders, maybe sweep.json."""
+    jobs = expand_jobs(job_args)
+    sweep_dir.mkdir(parents=True)
+    multirun = {
+        "hydra": {"overrides": {"hydra": [f"hydra.sweep.dir={sweep_dir}"], "task": job_args}}
+    }
+    (sweep_dir / "multirun.yaml").write_text(OmegaConf.to_yaml(multirun))
+    for num, job in enumerate(jobs):
+        hydra_dir = sweep_dir / f"{num}_{','.join(sorted(job))}" / ".hydra"
+        hydra_dir.mkdir(parents=True)
+        (hydra_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(job))
+    if sweep_json is not None:
+        (sweep_dir / "sweep.json").write_text(sweep_json)
+
+
+@pytest.mark.parametrize(
+    "sweep_json", [None, '{"job_overrides": [', '["a list"]', '{"job_overrides": "seed=0"}']
+)
+def test_resume_rebuilds_a_missing_or_damaged_plan_from_hydras_files(
+    tmp_path: Path, sweep_json
+) -> None:
+    sweep_dir = tmp_path / "s"
+    fake_sweep(sweep_dir, ["seed=0,1,2", "train.epochs=1"], sweep_json)
+    plan = plan_sweep([f"sweep.resume={sweep_dir}"])
+    assert plan.resume and len(plan.jobs) == 3
+    assert plan.jobs[2] == ["seed=2", "train.epochs=1"]
+    (sweep_dir / "multirun.yaml").unlink()
+    if sweep_json is None or sweep_json != '{"job_overrides": "seed=0"}':
+        with pytest.raises(ConfigError, match="rebuild the plan"):
+            plan_sweep([f"sweep.resume={sweep_dir}"])
+
+
+def test_resume_never_shrinks_a_plan_nor_reuses_a_folder(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "s"
+    fake_sweep(sweep_dir, ["seed=0,1,2"], None)
+    stored = {"job_overrides": ["seed=0,1"], "hydra_overrides": [], "n_jobs": 2}
+    (sweep_dir / "sweep.json").write_text(json.dumps(stored))
+    with pytest.raises(ConfigError, match="not in the plan"):
+        plan_sweep([f"sweep.resume={sweep_dir}"])
+    stored = {"job_overrides": ["seed=5,1,2"], "hydra_overrides": [], "n_jobs": 3}
+    (sweep_dir / "sweep.json").write_text(json.dumps(stored))
+    with pytest.raises(ConfigError, match="disagree"):
+        plan_sweep([f"sweep.resume={sweep_dir}"])
+    with pytest.raises(ConfigError, match="resume it with the same overrides"):
+        plan_sweep(["seed=0,1,2,3", f"sweep.resume={sweep_dir}"])
+
+
+# --- file-system errors: one line, exit 2, before any work ---------------------------------
+
+
+def run_main(args: list[str], capsys) -> tuple[int, str]:
+    from nodecli import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(args)
+    return int(exit_info.value.code), capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, make, expected",
+    [
+        (["train", *TINY], lambda: Path("outputs").write_text(""), "cannot write outputs/runs"),
+        (["train", *TINY, "hydra.run.dir=f/run"], lambda: Path("f").write_text(""), "f/run"),
+        (["sweep", "seed=0,1", *TINY], lambda: Path("outputs").write_text(""), "outputs"),
+        (["sweep", "seed=range(0,0)"], lambda: None, "has no jobs"),
+        (
+            ["gradcheck", "--methods", "direct", "--out", "g", *TINY],
+            lambda: Path("g").write_text(""),
+            "cannot write g",
+        ),
+    ],
+    ids=["outputs-is-a-file", "run-dir-under-a-file", "sweep-outputs-file", "zero-jobs", "gc-out"],
+)
+def test_file_system_errors_are_one_line_exit_2(
+    tmp_path: Path, monkeypatch, capsys, args, make, expected
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    make()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, err = run_main(args, capsys)
+    assert code == 2 and expected in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_read_only_folder_is_one_line_exit_2(tmp_path: Path, monkeypatch, capsys) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root ignores directory permissions")
+    monkeypatch.chdir(tmp_path)
+    tmp_path.chmod(0o555)
+    try:
+        code, err = run_main(["train", *TINY], capsys)
+    finally:
+        tmp_path.chmod(0o755)
+    assert code == 2 and "Permission denied" in err and len(err.strip().splitlines()) == 1
+
+
+def test_gradcheck_solver_failure_is_one_line_exit_1(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = ["gradcheck", "--methods", "direct", "--repeats", "1", "solver.max_steps=1", *TINY]
+    from nodecli import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(args)
+    code, out = exit_info.value.code, capsys.readouterr().out
+    assert code == 1 and "gradcheck failed" in out and "solver.max_steps" in out, out
