@@ -4,6 +4,11 @@ Hydra composes conf/ onto the dataclasses below, so a wrong type or an unknown k
 rejected while composing; `validate` then checks ranges and cross-field rules. Both
 happen before any work starts, and every failure becomes a `ConfigError` whose message
 is one line saying what is wrong and what is valid.
+
+The `solver` and `sensealg` sections are the ode package's own types: `SolverSettings`,
+and per gradient method its options class (nodecli.ode.methods), each stored in Hydra's
+ConfigStore for its conf/sensealg/<name>.yaml, so a key another method uses is rejected.
+Solver names come from `tableaus.TABLEAUS`, sensealg names from `methods.METHODS`.
 """
 
 from __future__ import annotations
@@ -16,32 +21,16 @@ from pathlib import Path
 from hydra.core.config_store import ConfigStore
 
 from nodecli.errors import ConfigError
+from nodecli.ode.methods import METHODS, SENSEALGS, GradientMethod, schema_name
+from nodecli.ode.settings import SolverSettings
+from nodecli.ode.tableaus import TABLEAUS
 
-SENSEALGS = ("direct", "adjoint", "checkpoint", "interpolating", "gauss")
-ADAPTIVE_SOLVERS = ("tsit5", "dopri5", "bosh3", "dopri8")
-FIXED_SOLVERS = ("rk4", "euler", "midpoint")
-SOLVERS = ADAPTIVE_SOLVERS + FIXED_SOLVERS
+__all__ = ["SENSEALGS", "SOLVERS", "Config", "register_schema", "validate"]
+
+SOLVERS: tuple[str, ...] = tuple(TABLEAUS)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 LAYER_STYLES = ("module", "functional", "compiled")
 DATASETS = ("mnist_bundled", "mnist")
-
-
-@dataclass
-class SolverConfig:
-    method: str = "tsit5"
-    rtol: float = 1e-3
-    atol: float = 1e-3
-    step_size: float | None = None
-    max_steps: int = 10_000
-
-
-@dataclass
-class SensealgConfig:
-    name: str = "direct"
-    seminorm: bool = False
-    checkpointing: bool = False
-    adjoint_rtol: float | None = None
-    adjoint_atol: float | None = None
 
 
 @dataclass
@@ -86,8 +75,10 @@ class TrainConfig:
 class Config:
     seed: int = 0
     resume: str | None = None
-    solver: SolverConfig = field(default_factory=SolverConfig)
-    sensealg: SensealgConfig = field(default_factory=SensealgConfig)
+    solver: SolverSettings = field(default_factory=SolverSettings)
+    # The base class: the chosen option's schema (a subclass, from conf/sensealg/) replaces
+    # it while composing; a subclass default would refuse every other method's class.
+    sensealg: GradientMethod = field(default_factory=GradientMethod)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     layer_style: LayerStyleConfig = field(default_factory=LayerStyleConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -97,8 +88,12 @@ class Config:
 
 
 def register_schema() -> None:
-    """Make the schema available to conf/config.yaml's defaults list as `nodecli_schema`."""
-    ConfigStore.instance().store(name="nodecli_schema", node=Config)
+    """Make the schema available to conf/config.yaml's defaults list as `nodecli_schema`,
+    and each gradient method's options class to its conf/sensealg/<name>.yaml."""
+    store = ConfigStore.instance()
+    store.store(name="nodecli_schema", node=Config)
+    for name, cls in METHODS.items():
+        store.store(name=schema_name(name), node=cls)
 
 
 def _positive(name: str, value: float | int | None, kind: str = "number") -> None:
@@ -122,9 +117,11 @@ def validate(cfg: Config) -> None:
     _positive("solver.atol", cfg.solver.atol)
     _positive("solver.step_size", cfg.solver.step_size)
     _positive("solver.max_steps", cfg.solver.max_steps, "integer")
-    _positive("sensealg.adjoint_rtol", cfg.sensealg.adjoint_rtol)
-    _positive("sensealg.adjoint_atol", cfg.sensealg.adjoint_atol)
-    if cfg.solver.method in FIXED_SOLVERS and cfg.solver.step_size is None:
+    for f in fields(cfg.sensealg):  # every method's numbers are tolerances
+        value = getattr(cfg.sensealg, f.name)
+        if isinstance(value, float):
+            _positive(f"sensealg.{f.name}", value)
+    if not TABLEAUS[cfg.solver.method].adaptive and cfg.solver.step_size is None:
         raise ConfigError(
             f"solver={cfg.solver.method} is a fixed-step method and needs solver.step_size "
             "(for example solver.step_size=0.1)"
@@ -146,9 +143,9 @@ def validate(cfg: Config) -> None:
 
 def unknown_keys(cfg: object, schema: type = Config, prefix: str = "") -> list[str]:
     """Keys in a composed config that the schema does not define (e.g. added with +key=)."""
-    from omegaconf import DictConfig
+    from omegaconf import DictConfig, OmegaConf
 
-    known = {f.name: f for f in fields(schema)}
+    known = {f.name: f for f in fields(schema)} if is_dataclass(schema) else {}
     found: list[str] = []
     assert isinstance(cfg, DictConfig)
     for key in cfg.keys():
@@ -156,20 +153,23 @@ def unknown_keys(cfg: object, schema: type = Config, prefix: str = "") -> list[s
         if key not in known:
             found.append(name)
             continue
-        f = known[key]
-        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
-        if is_dataclass(default) and isinstance(cfg[key], DictConfig):
-            found.extend(unknown_keys(cfg[key], type(default), f"{name}."))
+        node = cfg[key]
+        if isinstance(node, DictConfig):  # a section: its own (option's) schema
+            found.extend(unknown_keys(node, OmegaConf.get_type(node) or dict, f"{name}."))
     return found
 
 
 def all_keys(schema: type = Config, prefix: str = "") -> list[str]:
-    """Every dotted key of the schema, for 'did you mean' suggestions."""
+    """Every dotted key of the schema, for 'did you mean' suggestions (sensealg: the keys
+    of every method)."""
     keys: list[str] = []
     for f in fields(schema):
         name = f"{prefix}{f.name}"
         default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
-        if is_dataclass(default):
+        if isinstance(default, GradientMethod):
+            for cls in METHODS.values():
+                keys.extend(k for k in all_keys(cls, f"{name}.") if k not in keys)
+        elif is_dataclass(default):
             keys.extend(all_keys(type(default), f"{name}."))
         else:
             keys.append(name)
@@ -177,12 +177,32 @@ def all_keys(schema: type = Config, prefix: str = "") -> list[str]:
 
 
 def group_options(conf_dir: Path) -> dict[str, list[str]]:
-    """The options of each config group, read from the conf/ tree."""
-    return {
+    """The options of each config group: solver and sensealg from their registries (their
+    YAML files must match, tests/test_config.py), the others from the conf/ tree."""
+    options = {
         group.name: sorted(p.stem for p in group.glob("*.yaml"))
         for group in sorted(conf_dir.iterdir())
         if group.is_dir() and not group.name.startswith("_")
     }
+    options["solver"] = sorted(SOLVERS)
+    options["sensealg"] = sorted(SENSEALGS)
+    return options
+
+
+def _not_applicable(text: str) -> str | None:
+    """'sensealg.K does not apply to sensealg=M; M accepts: ...' for a key of another
+    gradient method (Hydra names the option's schema class, e.g. object_type=Direct)."""
+    match = re.search(r"Key '(\w+)' not in '(\w+)'\s+full_key: sensealg\.\S+", text)
+    if not match:
+        return None
+    key, class_name = match.groups()
+    if not any(key in cls.option_keys() for cls in METHODS.values()):
+        return None  # no method knows it: a typo, answered with 'did you mean'
+    for name, cls in METHODS.items():
+        if cls.__name__ == class_name:
+            accepted = ", ".join(f"sensealg.{k}" for k in cls.option_keys())
+            return f"sensealg.{key} does not apply to sensealg={name}; {name} accepts: {accepted}"
+    return None
 
 
 def explain_compose_error(exc: Exception, conf_dir: Path) -> str:
@@ -208,6 +228,9 @@ def explain_compose_error(exc: Exception, conf_dir: Path) -> str:
         return f"{group}={option} is not an option; valid {group} options: " + ", ".join(
             groups[group]
         )
+    not_applicable = _not_applicable(text)
+    if not_applicable:
+        return not_applicable
     unknown = re.search(r"Could not override '([^']+)'", text) or re.search(
         r"Key '[^']+' is not in struct\s+full_key: (\S+)", text
     )

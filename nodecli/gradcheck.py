@@ -98,10 +98,13 @@ def run_gradcheck(
     repeats: int,
 ) -> dict[str, Any]:
     """Check every method in CONFIGS (sensealg name → composed config); return the report."""
+    from dataclasses import replace
+
     from nodecli.data import load_dataset
     from nodecli.device import resolve_device, synchronize
     from nodecli.memory import measure_step
     from nodecli.model import build_model
+    from nodecli.ode.methods import Direct
     from nodecli.train import solve_spec
 
     cfg = ref_cfg
@@ -116,8 +119,6 @@ def run_gradcheck(
     def make(c: Config, spec_dtype: torch.dtype, **spec_changes: Any):
         spec = solve_spec(c)
         if spec_changes:
-            from dataclasses import replace
-
             spec = replace(spec, **spec_changes)
         torch.manual_seed(c.seed)
         model = build_model(c.layer_style.name, spec, c.model.latent, c.model.hidden, c.model.t1)
@@ -126,7 +127,8 @@ def run_gradcheck(
     def loss_fn(model, x):
         return lambda: F.cross_entropy(model(x), yb)
 
-    ref_model = make(cfg, torch.float64, sensealg="direct", rtol=ref_tol, atol=ref_tol)
+    ref_solver = replace(cfg.solver, rtol=ref_tol, atol=ref_tol)
+    ref_model = make(cfg, torch.float64, solver=ref_solver, sensealg=Direct())
     x64 = xb.to(torch.float64)
     loss_fn(ref_model, x64)().backward()
     g_ref = _flat_grad(ref_model)

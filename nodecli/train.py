@@ -27,8 +27,8 @@ from nodecli.device import resolve_device, synchronize
 from nodecli.errors import EXIT_FAILED, EXIT_OK
 from nodecli.memory import StepMemory, measure_step
 from nodecli.model import NeuralODEClassifier, build_model
-from nodecli.ode.sensitivity import SolveSpec
 from nodecli.ode.solver import SolverError
+from nodecli.ode.spec import SolveSpec
 from nodecli.optim import Adam
 from nodecli.resume import ResumeError, load_training_state, save_training_state
 from nodecli.runs import CHECKPOINT_FILE, RunRecord
@@ -60,18 +60,8 @@ class EpochResult:
 
 
 def solve_spec(cfg: Config) -> SolveSpec:
-    return SolveSpec(
-        method=cfg.solver.method,
-        rtol=cfg.solver.rtol,
-        atol=cfg.solver.atol,
-        step_size=cfg.solver.step_size,
-        max_steps=cfg.solver.max_steps,
-        sensealg=cfg.sensealg.name,
-        seminorm=cfg.sensealg.seminorm,
-        checkpointing=cfg.sensealg.checkpointing,
-        adjoint_rtol=cfg.sensealg.adjoint_rtol,
-        adjoint_atol=cfg.sensealg.adjoint_atol,
-    )
+    """The ODE block's solve: the config's own solver and gradient-method objects."""
+    return SolveSpec(solver=cfg.solver, sensealg=cfg.sensealg)
 
 
 @torch.no_grad()
@@ -239,8 +229,6 @@ def failure_message(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, (TrainingError, SolverError, ResumeError)):
         return text
-    if isinstance(exc, AssertionError) and "max_num_steps" in text:  # torchdiffeq's own check
-        return f"{text}: raise solver.max_steps or loosen solver.rtol/atol"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -17,8 +17,8 @@ from conftest import run_dirs
 
 from nodecli.model import build_model
 from nodecli.ode.compiled import CompiledStep
-from nodecli.ode.sensitivity import SolveSpec
 from nodecli.ode.solver import integrate
+from nodecli.ode.spec import SolveSpec
 from nodecli.ode.vector_field import mlp_vector_field
 
 

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from nodecli.ode.dense import DenseOutput, grads_or_zeros, vjp
 from nodecli.ode.interpolating import ForwardSolutionFunction, load_forward
-from nodecli.ode.spec import backward_solve
+from nodecli.ode.spec import SolveSpec, backward_solve
 from nodecli.ode.tableaus import TABLEAUS
 
 
@@ -69,10 +69,10 @@ class _Gauss(ForwardSolutionFunction):
             sol = backward_solve(
                 lam_field, grad_y1, ctx.t1, ctx.t0, spec, None, record=True, record_stages=True
             )
-        lam_dense = DenseOutput.from_solution(spec.method, sol, lam_field)
+        lam_dense = DenseOutput.from_solution(spec.solver.method, sol, lam_field)
         grad_y0 = sol.y1
         del sol  # lam_dense now holds the only references to the backward stages
-        rule = gauss_legendre(n_gauss_points(spec.method))
+        rule = gauss_legendre(n_gauss_points(spec.solver.method))
         grad_params = [torch.zeros_like(p) for p in params]
         for i in range(lam_dense.n):
             s, h = lam_dense.ts[i], lam_dense.hs[i]
@@ -95,6 +95,6 @@ class _Gauss(ForwardSolutionFunction):
 
 
 def gauss_solve(
-    f: Any, y0: Tensor, params: Sequence[Tensor], t0: float, t1: float, spec: Any
+    f: Any, y0: Tensor, params: Sequence[Tensor], t0: float, t1: float, spec: SolveSpec
 ) -> Tensor:
     return _Gauss.apply(f, spec, t0, t1, y0, *params)
