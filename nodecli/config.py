@@ -14,6 +14,7 @@ Solver names come from `tableaus.TABLEAUS`, sensealg names from `methods.METHODS
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -106,8 +107,24 @@ def _choice(name: str, value: str, valid: tuple[str, ...]) -> None:
         raise ConfigError(f"{name}={value} is not valid; valid: {', '.join(valid)}")
 
 
+# torch.manual_seed and torch.Generator.manual_seed take at most an unsigned 64-bit int.
+MAX_SEED = 2**64 - 1
+
+
+def _finite_floats(node: object, prefix: str = "") -> None:
+    """Every float in the config must be a number: nan and ±inf pass the type check
+    (and `inf > 0`), then fail at run time or silently mean 'no limit'."""
+    for f in fields(node):  # type: ignore[arg-type]
+        value = getattr(node, f.name)
+        if is_dataclass(value):
+            _finite_floats(value, f"{prefix}{f.name}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{prefix}{f.name}={value} is not valid: it must be a finite number")
+
+
 def validate(cfg: Config) -> None:
     """Check ranges and cross-field rules that types alone cannot express."""
+    _finite_floats(cfg)
     _choice("solver.method", cfg.solver.method, SOLVERS)
     _choice("sensealg.name", cfg.sensealg.name, SENSEALGS)
     _choice("device.name", cfg.device.name, DEVICES)
@@ -139,6 +156,10 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"data.n={cfg.data.n} is out of range: it must be at least 2 (or null)")
     if cfg.seed < 0:
         raise ConfigError(f"seed={cfg.seed} is out of range: it must be >= 0")
+    if cfg.seed > MAX_SEED:
+        raise ConfigError(
+            f"seed={cfg.seed} is out of range: it must be at most 2**64 - 1 = {MAX_SEED}"
+        )
 
 
 def unknown_keys(cfg: object, schema: type = Config, prefix: str = "") -> list[str]:

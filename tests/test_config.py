@@ -100,3 +100,38 @@ def test_every_method_has_an_implementation() -> None:
     assert set(IMPLEMENTATIONS) == set(METHODS.values())
     with pytest.raises(TypeError, match="no implementation registered for GradientMethod"):
         implementation(GradientMethod())
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("train.lr=inf", "train.lr=inf is not valid: it must be a finite number"),
+        ("solver.rtol=inf", "solver.rtol=inf is not valid: it must be a finite number"),
+        ("solver.atol=nan", "solver.atol=nan is not valid: it must be a finite number"),
+        ("model.t1=-inf", "model.t1=-inf is not valid: it must be a finite number"),
+        ("data.split=nan", "data.split=nan is not valid: it must be a finite number"),
+        ("solver.step_size=inf", "solver.step_size=inf is not valid: it must be a finite number"),
+        (
+            "seed=18446744073709551616",
+            "seed=18446744073709551616 is out of range: it must be at most",
+        ),
+        ("seed=-1", "seed=-1 is out of range: it must be >= 0"),
+    ],
+)
+def test_values_that_cannot_work_are_one_line_config_errors(override: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        compose_config([override])
+    assert str(err.value).startswith(expected)
+    assert "\n" not in str(err.value)
+
+
+def test_sensealg_tolerances_must_be_finite() -> None:
+    with pytest.raises(ConfigError, match="sensealg.adjoint_atol=inf is not valid"):
+        compose_config(["sensealg=gauss", "sensealg.adjoint_atol=inf"])
+
+
+def test_largest_seed_torch_accepts_is_valid() -> None:
+    import torch
+
+    seed = compose_config(["seed=18446744073709551615"]).seed
+    torch.Generator().manual_seed(seed)  # the run would seed exactly this
