@@ -11,7 +11,7 @@ dense output; its error control sees λ alone (there is no μ in the state, so t
 parameter gradient never forces small steps). Then, on each accepted backward step
 [s + h, s], the parameter gradient
 
-    ∫ λ(t)ᵀ ∂f/∂p(t, y(t)) dt ≈ |h| Σ_j w_j λ(t_j)ᵀ ∂f/∂p(t_j, y(t_j))
+    ∫ λ(t)ᵀ ∂f/∂p(t, y(t)) dt ≈ -h Σ_j w_j λ(t_j)ᵀ ∂f/∂p(t_j, y(t_j))   (h < 0 if t1 > t0)
 
 is accumulated with an n-point Gauss–Legendre rule (n = ⌈(order+1)/2⌉: 3 points for
 tsit5/dopri5/rk4, exact for polynomials of degree 2n-1), with λ(t_j) from the backward
@@ -84,7 +84,9 @@ class _Gauss(ForwardSolutionFunction):
                         lam = lam_dense.at_step(i, theta)
                         y = ydense(t)
                     outputs.append(f(t, y))
-                    cotangents.append(lam.mul(abs(h) * w))
+                    # μ(t0) = ∫_{t0}^{t1} λᵀ ∂f/∂p dt and this backward step runs s → s + h,
+                    # so its share is -h Σ w_j g(t_j): |h| only when t1 > t0.
+                    cotangents.append(lam.mul(-h * w))
                 grads = torch.autograd.grad(outputs, params, cotangents, allow_unused=True)
             f.backpropagated += len(rule)
             for acc, g in zip(grad_params, grads_or_zeros(grads, params), strict=True):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from nodecli.ode.errors import SolverError, nonfinite_initial_state
 from nodecli.ode.stages import Plan, lincomb, lincomb_zero
 from nodecli.ode.stages import plan as make_plan
 from nodecli.ode.stages import stages as run_stages
@@ -38,10 +39,6 @@ Norm = Callable[[Tensor], Tensor]
 # A fused implementation of one embedded RK step (for example a compiled one, see
 # nodecli.ode.compiled): (y, f(t, y), t, h) -> (y1, last stage, scaled RMS error norm).
 Stepper = Callable[[Tensor, Tensor, float, float], tuple[Tensor, Tensor, Tensor]]
-
-
-class SolverError(RuntimeError):
-    """The solve cannot finish with the current settings; the message says which to change."""
 
 
 @dataclass
@@ -158,6 +155,9 @@ def _integrate_fixed(
             f"fixed step {step_size:g} needs {n} steps over [{t0:g}, {t1:g}], more than "
             f"solver.max_steps={max_steps}: raise solver.max_steps or solver.step_size"
         )
+    # No error estimate will ever read the state: check it here, once per solve.
+    if not bool(torch.isfinite(y0).all()):
+        raise nonfinite_initial_state()
     h_signed = math.copysign(step_size, span)
     tab = plan.tableau
     # An FSAL method's last stage only seeds the next step, so unless the caller wants the
@@ -273,6 +273,11 @@ def _integrate_adaptive(
                     ratio = float(torch.linalg.vector_norm(err)) * inv_sqrt_n
                 else:
                     ratio = float(norm(err))
+        if attempts == 1 and not math.isfinite(ratio) and first_step is not None:
+            # The initial-step heuristic (which checks y0) was skipped: a non-finite first
+            # error may be the state's own; reading y0 only on this failure path is free.
+            if not bool(torch.isfinite(y0).all()):
+                raise nonfinite_initial_state()
 
         if ratio <= 1.0:
             if record:

@@ -13,6 +13,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from nodecli.ode.errors import SolverError, nonfinite_initial_state
+
 VectorField = Callable[[float, Tensor], Tensor]
 Norm = Callable[[Tensor], Tensor]
 
@@ -42,12 +44,22 @@ def select_initial_step(
     """Initial |h| by Hairer, Nørsett & Wanner, Solving ODEs I, Sec. II.4 (as torchdiffeq).
 
     `order` is the method order; torchdiffeq passes order-1 and raises to 1/(order-1+1).
-    Costs one vector-field evaluation; runs without grad (step sizes are constants).
+    Costs one vector-field evaluation and two host reads: d0 and d1 in one, then d2 (the
+    probe f(t0 ± h0, y0 ± h0 f0) needs h0 on the host). The first read also tells whether
+    y0 and f0 are finite (y0 / scale is NaN exactly where y0 is NaN or inf), so a
+    diverged input fails here, before any step, at no extra cost. Runs without grad
+    (step sizes are constants).
     """
     with torch.no_grad():
         scale = y0.abs().mul_(rtol).add_(atol)
-        d0 = float(norm(y0 / scale))
-        d1 = float(norm(f0 / scale))
+        d0, d1 = torch.stack([norm(y0 / scale), norm(f0 / scale)]).tolist()
+        if not math.isfinite(d0):
+            raise nonfinite_initial_state()
+        if not math.isfinite(d1):
+            raise SolverError(
+                f"f(t0, y0) is not finite at t0={t0:g} (|f| overflows or divides by zero "
+                "at the initial state): no step size can start this solve"
+            )
         h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
         y1 = torch.add(y0, f0, alpha=direction * h0)
         f1 = f(t0 + direction * h0, y1)
