@@ -101,30 +101,47 @@ def train_epoch(
     """One pass over the shuffled training set; returns (time, mean loss, NFE fwd, NFE bwd)."""
     ode = model.ode
     nfe_forward = nfe_backward = 0
-    loss_sum = 0.0
+    # Losses stay on the device and are read once, at the end of the epoch: a per-batch
+    # read would wait for the device every batch. A non-finite loss makes the next
+    # batch's solve fail (its initial state is no longer finite) or reaches the epoch's
+    # end; either way `_check_losses` then names the first bad batch, as a per-batch
+    # check would have.
+    losses: list[Tensor] = []
+    sizes: list[int] = []
     synchronize(device)
     start = time.perf_counter()
-    for batch, (xb, yb) in enumerate(
-        shuffled_batches(data.x_train, data.y_train, batch_size, generator), start=1
-    ):
+    for xb, yb in shuffled_batches(data.x_train, data.y_train, batch_size, generator):
         before = ode.nfe
-        loss = F.cross_entropy(model(xb), yb)
-        after_forward = ode.nfe
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        # The adaptive solver synchronises with the host every step anyway, so reading
-        # the loss here costs nothing extra and lets a divergence stop the run at once.
-        value = loss.item()
-        if not math.isfinite(value):
-            raise TrainingError(f"loss became {value} at epoch {epoch}, batch {batch}")
+        try:
+            loss = F.cross_entropy(model(xb), yb)
+            after_forward = ode.nfe
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        except Exception:
+            _check_losses(losses, epoch)  # an earlier divergence is the real cause
+            raise
         optimizer.step()
+        losses.append(loss.detach())
+        sizes.append(len(yb))
         nfe_forward += after_forward - before
         nfe_backward += ode.nfe - after_forward
-        loss_sum += value * len(yb)
         on_batch()
+    values = _check_losses(losses, epoch)
+    loss_sum = 0.0
+    for value, size in zip(values, sizes, strict=True):
+        loss_sum += value * size
     synchronize(device)
     elapsed = time.perf_counter() - start
     return elapsed, loss_sum / len(data.y_train), nfe_forward, nfe_backward
+
+
+def _check_losses(losses: list[Tensor], epoch: int) -> list[float]:
+    """The batch losses as floats (one host read); TrainingError at the first non-finite."""
+    values = torch.stack(losses).tolist() if losses else []
+    for batch, value in enumerate(values, start=1):
+        if not math.isfinite(value):
+            raise TrainingError(f"loss became {value} at epoch {epoch}, batch {batch}")
+    return values
 
 
 def compile_model(model: NeuralODEClassifier, batch_size: int, device: torch.device) -> float:
