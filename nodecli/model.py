@@ -20,7 +20,7 @@ class ODEBlock(nn.Module):
         self.field = field
         self.spec = spec
         self.t1 = t1
-        self.counter = CountingField(field.func())
+        self.counter = CountingField(field.func(), autonomous=field.autonomous)
         # layer_style=compiled: the adaptive step as one compiled graph (nodecli.ode.compiled).
         # Only where nodecli's own integrator is differentiated (`uses_fused_step`: direct)
         # with adaptive steps;

@@ -88,3 +88,30 @@ def test_nonfinite_initial_state_fails_for_every_method(sensealg: str) -> None:
         with pytest.raises(SolverError, match="initial state y0 is not finite"):
             solve(counter, y0.requires_grad_(), list(field.parameters()), 0.0, 1.0, spec)
         y0 = y0.detach()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("direction", [1.0, -1.0])
+def test_one_read_initial_step_equals_the_two_read_one(dtype: torch.dtype, direction: float):
+    """Telling the heuristic that f ignores t saves host reads, never changes the step
+    (float16's add rounds twice on this CPU: the guard then keeps the two-read path)."""
+    from nodecli.ode.step_size import fused_add_is_reproducible, rms_norm, select_initial_step
+
+    if dtype == torch.float32:  # the training dtype must take the one-read path
+        assert fused_add_is_reproducible(torch.device("cpu"), dtype)
+    torch.manual_seed(0)
+    layer = nn.Linear(20, 20).to(dtype)
+    gen = torch.Generator().manual_seed(1)
+    for scale in (1e-7, 1e-3, 1.0, 30.0):
+        y0 = (torch.randn(64, 20, generator=gen) * scale).to(dtype)
+        f = lambda t, y: torch.tanh(layer(y))  # noqa: E731
+        f0 = f(0.0, y0)
+        args = (f, 0.3, y0, f0, direction, 5, 1e-3, 1e-4, rms_norm)
+        with torch.no_grad():
+            assert select_initial_step(*args, autonomous=True) == select_initial_step(*args)
+
+
+def test_fused_add_is_not_claimed_for_float64() -> None:
+    from nodecli.ode.step_size import fused_add_is_reproducible
+
+    assert not fused_add_is_reproducible(torch.device("cpu"), torch.float64)

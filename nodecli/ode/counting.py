@@ -23,8 +23,11 @@ class CountingField:
     backward evaluation.
     """
 
-    def __init__(self, f: Callable[[float | Tensor, Tensor], Tensor]) -> None:
+    def __init__(
+        self, f: Callable[[float | Tensor, Tensor], Tensor], autonomous: bool = False
+    ) -> None:
         self.f = f
+        self.autonomous = autonomous  # f ignores t (passed on to `integrate`)
         self.calls = 0
         self.backpropagated = 0
         self._recorded = 0

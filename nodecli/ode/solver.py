@@ -79,6 +79,7 @@ def integrate(
     record_stages: bool = False,
     norm: Norm | None = None,
     stepper: Stepper | None = None,
+    autonomous: bool = False,
 ) -> Solution:
     """Solve dy/dt = f(t, y), y(t0) = y0, up to t1 (t1 < t0 integrates backwards).
 
@@ -89,7 +90,8 @@ def integrate(
     `record` keeps the accepted-step grid, states and step sizes; `record_stages` also
     keeps each step's stages for `tableaus.interpolate`. `stepper` replaces the stage loop
     and error norm of adaptive steps by a fused implementation of the same step (it must
-    compute exactly what this loop computes, with the default RMS norm).
+    compute exactly what this loop computes, with the default RMS norm). `autonomous`
+    says f ignores t, which lets the initial-step heuristic read the device once.
     """
     if method not in TABLEAUS:
         raise ValueError(
@@ -129,6 +131,7 @@ def integrate(
         record_stages,
         norm,
         stepper,
+        autonomous,
     )
 
 
@@ -197,6 +200,7 @@ def _integrate_adaptive(
     record_stages: bool,
     norm: Norm | None,
     stepper: Stepper | None = None,
+    autonomous: bool = False,
 ) -> Solution:
     """Embedded-pair error control with torchdiffeq's controller; last step clipped to t1."""
     sol = Solution(y1=y0)
@@ -212,7 +216,7 @@ def _integrate_adaptive(
     sol.nfe += 1
     if first_step is None:
         h_abs = select_initial_step(
-            f, t0, y0, f_start.detach(), direction, tab.order, rtol, atol, norm_fn
+            f, t0, y0, f_start.detach(), direction, tab.order, rtol, atol, norm_fn, autonomous
         )
         sol.nfe += 1
     else:

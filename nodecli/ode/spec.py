@@ -35,8 +35,10 @@ def forward_solve(
     solver: SolverSettings,
     **kwargs: Any,
 ) -> Solution:
-    """Integrate t0 → t1 with the configured solver settings."""
-    return integrate(f, y0, t0, t1, **solver.integrate_kwargs(), **kwargs)  # type: ignore[arg-type]
+    """Integrate t0 → t1 with the configured solver settings (and F's `autonomous` flag,
+    a `CountingField` attribute, which saves host reads in the initial-step heuristic)."""
+    autonomous = getattr(f, "autonomous", False)
+    return integrate(f, y0, t0, t1, **solver.integrate_kwargs(), autonomous=autonomous, **kwargs)  # type: ignore[arg-type]
 
 
 def backward_solve(
