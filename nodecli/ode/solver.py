@@ -88,7 +88,7 @@ def integrate(
     bounds the attempted steps (accepted + rejected). `norm` maps the scaled error
     err / (atol + rtol·max(|y0|, |y1|)) to a scalar (default: RMS over all elements).
     `record` keeps the accepted-step grid, states and step sizes; `record_stages` also
-    keeps each step's stages for `tableaus.interpolate`. `stepper` replaces the stage loop
+    keeps each step's stages for `dense.interpolate`. `stepper` replaces the stage loop
     and error norm of adaptive steps by a fused implementation of the same step (it must
     compute exactly what this loop computes, with the default RMS norm). `autonomous`
     says f ignores t, which lets the initial-step heuristic read the device once.
