@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from nodecli.ode.errors import SolverError, nonfinite_initial_state
+from nodecli.ode.settings import SolverSettings
 from nodecli.ode.stages import Plan, lincomb, lincomb_zero
 from nodecli.ode.stages import plan as make_plan
 from nodecli.ode.stages import stages as run_stages
@@ -69,11 +70,11 @@ def integrate(
     t0: float,
     t1: float,
     *,
-    method: str = "tsit5",
-    rtol: float = 1e-3,
-    atol: float = 1e-3,
+    method: str = SolverSettings.method,
+    rtol: float = SolverSettings.rtol,
+    atol: float = SolverSettings.atol,
     step_size: float | None = None,
-    max_steps: int = 10_000,
+    max_steps: int = SolverSettings.max_steps,
     first_step: float | None = None,
     record: bool = False,
     record_stages: bool = False,
@@ -82,6 +83,8 @@ def integrate(
     autonomous: bool = False,
 ) -> Solution:
     """Solve dy/dt = f(t, y), y(t0) = y0, up to t1 (t1 < t0 integrates backwards).
+
+    The defaults are `SolverSettings`'s (written there only).
 
     Adaptive methods control the local error with `rtol`/`atol` unless `step_size` is
     given; fixed-only methods (rk4, euler, midpoint) require `step_size`. `max_steps`
