@@ -43,18 +43,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nodecli.config import LAYER_STYLES, SENSEALGS
+from nodecli.config import LAYER_STYLES
 from nodecli.data import DataSplit, load_dataset, shuffled_batches
 from nodecli.device import synchronize
 from nodecli.model import build_model
-from nodecli.ode.sensitivity import SolveSpec
+from nodecli.ode.methods import METHODS, SENSEALGS, method_for
+from nodecli.ode.settings import SolverSettings
+from nodecli.ode.spec import SolveSpec
 from nodecli.runs import dist_version
 from nodecli.train import accuracy, compile_model, make_optimizer, train_epoch
 
 SEED, N_DIGITS, SPLIT, BATCH, LR, RTOL, ATOL = 0, 1500, 0.9, 128, 1e-3, 1e-3, 1e-3
 # Sensitivity methods whose gradient is backpropagation through the discrete solve; every
 # other nodecli sensealg is compared with the peers' adjoints.
-BACKPROP_SENSEALGS = {"direct", "checkpoint"}
+BACKPROP_SENSEALGS = {name for name, cls in METHODS.items() if cls.backpropagates}
 
 
 # ----------------------------------------------------------------------------- contenders
@@ -229,7 +231,8 @@ class NodecliRunner:
 
     def __init__(self, style: str, sensealg: str, data: DataSplit, device: torch.device):
         torch.manual_seed(SEED)
-        self.model = build_model(style, SolveSpec(sensealg=sensealg, rtol=RTOL, atol=ATOL))
+        spec = SolveSpec(SolverSettings(rtol=RTOL, atol=ATOL), method_for(sensealg))
+        self.model = build_model(style, spec)
         self.model.to(device)
         self.optimizer = make_optimizer(self.model, LR)
         self.generator = torch.Generator().manual_seed(SEED)

@@ -4,11 +4,17 @@ Hydra composes conf/ onto the dataclasses below, so a wrong type or an unknown k
 rejected while composing; `validate` then checks ranges and cross-field rules. Both
 happen before any work starts, and every failure becomes a `ConfigError` whose message
 is one line saying what is wrong and what is valid.
+
+The `solver` and `sensealg` sections are the ode package's own types: `SolverSettings`,
+and per gradient method its options class (nodecli.ode.methods), each stored in Hydra's
+ConfigStore for its conf/sensealg/<name>.yaml, so a key another method uses is rejected.
+Solver names come from `tableaus.TABLEAUS`, sensealg names from `methods.METHODS`.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -16,32 +22,16 @@ from pathlib import Path
 from hydra.core.config_store import ConfigStore
 
 from nodecli.errors import ConfigError
+from nodecli.ode.methods import METHODS, SENSEALGS, GradientMethod, schema_name
+from nodecli.ode.settings import SolverSettings
+from nodecli.ode.tableaus import TABLEAUS
 
-SENSEALGS = ("direct", "adjoint", "checkpoint", "interpolating", "gauss")
-ADAPTIVE_SOLVERS = ("tsit5", "dopri5", "bosh3", "dopri8")
-FIXED_SOLVERS = ("rk4", "euler", "midpoint")
-SOLVERS = ADAPTIVE_SOLVERS + FIXED_SOLVERS
+__all__ = ["SENSEALGS", "SOLVERS", "Config", "register_schema", "validate"]
+
+SOLVERS: tuple[str, ...] = tuple(TABLEAUS)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 LAYER_STYLES = ("module", "functional", "compiled")
 DATASETS = ("mnist_bundled", "mnist")
-
-
-@dataclass
-class SolverConfig:
-    method: str = "tsit5"
-    rtol: float = 1e-3
-    atol: float = 1e-3
-    step_size: float | None = None
-    max_steps: int = 10_000
-
-
-@dataclass
-class SensealgConfig:
-    name: str = "direct"
-    seminorm: bool = False
-    checkpointing: bool = False
-    adjoint_rtol: float | None = None
-    adjoint_atol: float | None = None
 
 
 @dataclass
@@ -86,8 +76,10 @@ class TrainConfig:
 class Config:
     seed: int = 0
     resume: str | None = None
-    solver: SolverConfig = field(default_factory=SolverConfig)
-    sensealg: SensealgConfig = field(default_factory=SensealgConfig)
+    solver: SolverSettings = field(default_factory=SolverSettings)
+    # The base class: the chosen option's schema (a subclass, from conf/sensealg/) replaces
+    # it while composing; a subclass default would refuse every other method's class.
+    sensealg: GradientMethod = field(default_factory=GradientMethod)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     layer_style: LayerStyleConfig = field(default_factory=LayerStyleConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -97,8 +89,12 @@ class Config:
 
 
 def register_schema() -> None:
-    """Make the schema available to conf/config.yaml's defaults list as `nodecli_schema`."""
-    ConfigStore.instance().store(name="nodecli_schema", node=Config)
+    """Make the schema available to conf/config.yaml's defaults list as `nodecli_schema`,
+    and each gradient method's options class to its conf/sensealg/<name>.yaml."""
+    store = ConfigStore.instance()
+    store.store(name="nodecli_schema", node=Config)
+    for name, cls in METHODS.items():
+        store.store(name=schema_name(name), node=cls)
 
 
 def _positive(name: str, value: float | int | None, kind: str = "number") -> None:
@@ -111,8 +107,24 @@ def _choice(name: str, value: str, valid: tuple[str, ...]) -> None:
         raise ConfigError(f"{name}={value} is not valid; valid: {', '.join(valid)}")
 
 
+# torch.manual_seed and torch.Generator.manual_seed take at most an unsigned 64-bit int.
+MAX_SEED = 2**64 - 1
+
+
+def _finite_floats(node: object, prefix: str = "") -> None:
+    """Every float in the config must be a number: nan and ±inf pass the type check
+    (and `inf > 0`), then fail at run time or silently mean 'no limit'."""
+    for f in fields(node):  # type: ignore[arg-type]
+        value = getattr(node, f.name)
+        if is_dataclass(value):
+            _finite_floats(value, f"{prefix}{f.name}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{prefix}{f.name}={value} is not valid: it must be a finite number")
+
+
 def validate(cfg: Config) -> None:
     """Check ranges and cross-field rules that types alone cannot express."""
+    _finite_floats(cfg)
     _choice("solver.method", cfg.solver.method, SOLVERS)
     _choice("sensealg.name", cfg.sensealg.name, SENSEALGS)
     _choice("device.name", cfg.device.name, DEVICES)
@@ -122,9 +134,11 @@ def validate(cfg: Config) -> None:
     _positive("solver.atol", cfg.solver.atol)
     _positive("solver.step_size", cfg.solver.step_size)
     _positive("solver.max_steps", cfg.solver.max_steps, "integer")
-    _positive("sensealg.adjoint_rtol", cfg.sensealg.adjoint_rtol)
-    _positive("sensealg.adjoint_atol", cfg.sensealg.adjoint_atol)
-    if cfg.solver.method in FIXED_SOLVERS and cfg.solver.step_size is None:
+    for f in fields(cfg.sensealg):  # every method's numbers are tolerances
+        value = getattr(cfg.sensealg, f.name)
+        if isinstance(value, float):
+            _positive(f"sensealg.{f.name}", value)
+    if not TABLEAUS[cfg.solver.method].adaptive and cfg.solver.step_size is None:
         raise ConfigError(
             f"solver={cfg.solver.method} is a fixed-step method and needs solver.step_size "
             "(for example solver.step_size=0.1)"
@@ -142,13 +156,17 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"data.n={cfg.data.n} is out of range: it must be at least 2 (or null)")
     if cfg.seed < 0:
         raise ConfigError(f"seed={cfg.seed} is out of range: it must be >= 0")
+    if cfg.seed > MAX_SEED:
+        raise ConfigError(
+            f"seed={cfg.seed} is out of range: it must be at most 2**64 - 1 = {MAX_SEED}"
+        )
 
 
 def unknown_keys(cfg: object, schema: type = Config, prefix: str = "") -> list[str]:
     """Keys in a composed config that the schema does not define (e.g. added with +key=)."""
-    from omegaconf import DictConfig
+    from omegaconf import DictConfig, OmegaConf
 
-    known = {f.name: f for f in fields(schema)}
+    known = {f.name: f for f in fields(schema)} if is_dataclass(schema) else {}
     found: list[str] = []
     assert isinstance(cfg, DictConfig)
     for key in cfg.keys():
@@ -156,20 +174,23 @@ def unknown_keys(cfg: object, schema: type = Config, prefix: str = "") -> list[s
         if key not in known:
             found.append(name)
             continue
-        f = known[key]
-        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
-        if is_dataclass(default) and isinstance(cfg[key], DictConfig):
-            found.extend(unknown_keys(cfg[key], type(default), f"{name}."))
+        node = cfg[key]
+        if isinstance(node, DictConfig):  # a section: its own (option's) schema
+            found.extend(unknown_keys(node, OmegaConf.get_type(node) or dict, f"{name}."))
     return found
 
 
 def all_keys(schema: type = Config, prefix: str = "") -> list[str]:
-    """Every dotted key of the schema, for 'did you mean' suggestions."""
+    """Every dotted key of the schema, for 'did you mean' suggestions (sensealg: the keys
+    of every method)."""
     keys: list[str] = []
     for f in fields(schema):
         name = f"{prefix}{f.name}"
         default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
-        if is_dataclass(default):
+        if isinstance(default, GradientMethod):
+            for cls in METHODS.values():
+                keys.extend(k for k in all_keys(cls, f"{name}.") if k not in keys)
+        elif is_dataclass(default):
             keys.extend(all_keys(type(default), f"{name}."))
         else:
             keys.append(name)
@@ -177,12 +198,32 @@ def all_keys(schema: type = Config, prefix: str = "") -> list[str]:
 
 
 def group_options(conf_dir: Path) -> dict[str, list[str]]:
-    """The options of each config group, read from the conf/ tree."""
-    return {
+    """The options of each config group: solver and sensealg from their registries (their
+    YAML files must match, tests/test_config.py), the others from the conf/ tree."""
+    options = {
         group.name: sorted(p.stem for p in group.glob("*.yaml"))
         for group in sorted(conf_dir.iterdir())
         if group.is_dir() and not group.name.startswith("_")
     }
+    options["solver"] = sorted(SOLVERS)
+    options["sensealg"] = sorted(SENSEALGS)
+    return options
+
+
+def _not_applicable(text: str) -> str | None:
+    """'sensealg.K does not apply to sensealg=M; M accepts: ...' for a key of another
+    gradient method (Hydra names the option's schema class, e.g. object_type=Direct)."""
+    match = re.search(r"Key '(\w+)' not in '(\w+)'\s+full_key: sensealg\.\S+", text)
+    if not match:
+        return None
+    key, class_name = match.groups()
+    if not any(key in cls.option_keys() for cls in METHODS.values()):
+        return None  # no method knows it: a typo, answered with 'did you mean'
+    for name, cls in METHODS.items():
+        if cls.__name__ == class_name:
+            accepted = ", ".join(f"sensealg.{k}" for k in cls.option_keys())
+            return f"sensealg.{key} does not apply to sensealg={name}; {name} accepts: {accepted}"
+    return None
 
 
 def explain_compose_error(exc: Exception, conf_dir: Path) -> str:
@@ -208,6 +249,9 @@ def explain_compose_error(exc: Exception, conf_dir: Path) -> str:
         return f"{group}={option} is not an option; valid {group} options: " + ", ".join(
             groups[group]
         )
+    not_applicable = _not_applicable(text)
+    if not_applicable:
+        return not_applicable
     unknown = re.search(r"Could not override '([^']+)'", text) or re.search(
         r"Key '[^']+' is not in struct\s+full_key: (\S+)", text
     )

@@ -23,6 +23,7 @@ import math
 import secrets
 import statistics
 import time
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from nodecli.errors import EXIT_FAILED, ConfigError, raise_usage_errors
 from nodecli.hydra_app import check_environment, compose_config
 from nodecli.memory import measure_step
 from nodecli.model import build_model
+from nodecli.ode.methods import METHODS, Direct
 from nodecli.ode.solver import SolverError
 from nodecli.resume_rules import check_writable
 from nodecli.runs import atomic_write_text
@@ -119,8 +121,6 @@ def run_gradcheck(
     def make(c: Config, spec_dtype: torch.dtype, **spec_changes: Any):
         spec = solve_spec(c)
         if spec_changes:
-            from dataclasses import replace
-
             spec = replace(spec, **spec_changes)
         torch.manual_seed(c.seed)
         model = build_model(c.layer_style.name, spec, c.model.latent, c.model.hidden, c.model.t1)
@@ -129,7 +129,8 @@ def run_gradcheck(
     def loss_fn(model, x):
         return lambda: F.cross_entropy(model(x), yb)
 
-    ref_model = make(cfg, torch.float64, sensealg="direct", rtol=ref_tol, atol=ref_tol)
+    ref_solver = replace(cfg.solver, rtol=ref_tol, atol=ref_tol)
+    ref_model = make(cfg, torch.float64, solver=ref_solver, sensealg=Direct())
     x64 = xb.to(torch.float64)
     loss_fn(ref_model, x64)().backward()
     g_ref = _flat_grad(ref_model)
@@ -212,6 +213,19 @@ def report_table(report: dict[str, Any]) -> Table:
     return table
 
 
+def method_overrides(base: list[str], method: str) -> list[str]:
+    """BASE for sensealg=METHOD: `sensealg.KEY=…` overrides go only to the methods that
+    accept KEY (seminorm means something to adjoint, nothing to direct)."""
+    accepted = METHODS[method].option_keys()
+    kept = [
+        o
+        for o in base
+        if not o.lstrip("+").startswith("sensealg.")
+        or o.lstrip("+").split("=", 1)[0].removeprefix("sensealg.") in accepted
+    ]
+    return [*kept, f"sensealg={method}"]
+
+
 def gradcheck_command(args: list[str]) -> int:
     if any(a in ("-h", "--help") for a in args):
         _parser().print_help()
@@ -220,7 +234,7 @@ def gradcheck_command(args: list[str]) -> int:
     base = [o for o in overrides if not o.startswith("sensealg=")]
     ref_cfg = compose_config(overrides)
     check_environment(ref_cfg)
-    configs = {m: compose_config([*base, f"sensealg={m}"]) for m in parsed.methods}
+    configs = {m: compose_config(method_overrides(base, m)) for m in parsed.methods}
     dtype = torch.float64 if parsed.dtype == "float64" else torch.float32
     if parsed.out is not None:
         out = Path(parsed.out)

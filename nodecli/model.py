@@ -6,7 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from nodecli.ode.compiled import CompiledStep
-from nodecli.ode.sensitivity import CountingField, SolveSpec, solve
+from nodecli.ode.sensitivity import CountingField, solve
+from nodecli.ode.spec import SolveSpec
 from nodecli.ode.tableaus import TABLEAUS
 from nodecli.ode.vector_field import VectorField, mlp_vector_field
 
@@ -19,23 +20,25 @@ class ODEBlock(nn.Module):
         self.field = field
         self.spec = spec
         self.t1 = t1
-        self.counter = CountingField(field.func())
+        self.counter = CountingField(field.func(), autonomous=field.autonomous)
         # layer_style=compiled: the adaptive step as one compiled graph (nodecli.ode.compiled).
-        # Only where nodecli's own integrator is differentiated (direct, adaptive steps);
+        # Only where nodecli's own integrator is differentiated (`uses_fused_step`: direct)
+        # with adaptive steps;
         # elsewhere the compiled style runs its functional field eagerly.
         self.stepper: CompiledStep | None = None
+        solver = spec.solver
         if (
             field.style == "compiled"
-            and spec.sensealg == "direct"
-            and spec.step_size is None
-            and TABLEAUS[spec.method].adaptive
+            and spec.sensealg.uses_fused_step
+            and solver.step_size is None
+            and TABLEAUS[solver.method].adaptive
         ):
             self.stepper = CompiledStep(
                 mlp_vector_field,
                 list(field.params),
-                spec.method,
-                spec.rtol,
-                spec.atol,
+                solver.method,
+                solver.rtol,
+                solver.atol,
                 on_evaluations=self.counter.add,
             )
 

@@ -310,7 +310,9 @@ def varying_keys(df: pd.DataFrame) -> list[str]:
     for column in df.attrs.get("config_columns", []):
         if column in NOT_GROUPING or column not in runs:
             continue
-        if runs[column].map(format_value).nunique() > 1:
+        # A run without the key (another sensealg's option) is not a different value.
+        present = runs[column][~runs[column].map(lambda v: isinstance(v, float) and math.isnan(v))]
+        if present.map(format_value).nunique() > 1:
             keys.append(column)
     return keys
 

@@ -27,8 +27,8 @@ from nodecli.device import resolve_device, synchronize
 from nodecli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, os_error_line
 from nodecli.memory import StepMemory, measure_step
 from nodecli.model import NeuralODEClassifier, build_model
-from nodecli.ode.sensitivity import SolveSpec
 from nodecli.ode.solver import SolverError
+from nodecli.ode.spec import SolveSpec
 from nodecli.optim import Adam
 from nodecli.ownership import ClaimLost
 from nodecli.resume import ResumeError, load_training_state, save_training_state
@@ -61,18 +61,8 @@ class EpochResult:
 
 
 def solve_spec(cfg: Config) -> SolveSpec:
-    return SolveSpec(
-        method=cfg.solver.method,
-        rtol=cfg.solver.rtol,
-        atol=cfg.solver.atol,
-        step_size=cfg.solver.step_size,
-        max_steps=cfg.solver.max_steps,
-        sensealg=cfg.sensealg.name,
-        seminorm=cfg.sensealg.seminorm,
-        checkpointing=cfg.sensealg.checkpointing,
-        adjoint_rtol=cfg.sensealg.adjoint_rtol,
-        adjoint_atol=cfg.sensealg.adjoint_atol,
-    )
+    """The ODE block's solve: the config's own solver and gradient-method objects."""
+    return SolveSpec(solver=cfg.solver, sensealg=cfg.sensealg)
 
 
 @torch.no_grad()
@@ -112,30 +102,47 @@ def train_epoch(
     """One pass over the shuffled training set; returns (time, mean loss, NFE fwd, NFE bwd)."""
     ode = model.ode
     nfe_forward = nfe_backward = 0
-    loss_sum = 0.0
+    # Losses stay on the device and are read once, at the end of the epoch: a per-batch
+    # read would wait for the device every batch. A non-finite loss makes the next
+    # batch's solve fail (its initial state is no longer finite) or reaches the epoch's
+    # end; either way `_check_losses` then names the first bad batch, as a per-batch
+    # check would have.
+    losses: list[Tensor] = []
+    sizes: list[int] = []
     synchronize(device)
     start = time.perf_counter()
-    for batch, (xb, yb) in enumerate(
-        shuffled_batches(data.x_train, data.y_train, batch_size, generator), start=1
-    ):
+    for xb, yb in shuffled_batches(data.x_train, data.y_train, batch_size, generator):
         before = ode.nfe
-        loss = F.cross_entropy(model(xb), yb)
-        after_forward = ode.nfe
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        # The adaptive solver synchronises with the host every step anyway, so reading
-        # the loss here costs nothing extra and lets a divergence stop the run at once.
-        value = loss.item()
-        if not math.isfinite(value):
-            raise TrainingError(f"loss became {value} at epoch {epoch}, batch {batch}")
+        try:
+            loss = F.cross_entropy(model(xb), yb)
+            after_forward = ode.nfe
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        except Exception:
+            _check_losses(losses, epoch)  # an earlier divergence is the real cause
+            raise
         optimizer.step()
+        losses.append(loss.detach())
+        sizes.append(len(yb))
         nfe_forward += after_forward - before
         nfe_backward += ode.nfe - after_forward
-        loss_sum += value * len(yb)
         on_batch()
+    values = _check_losses(losses, epoch)
+    loss_sum = 0.0
+    for value, size in zip(values, sizes, strict=True):
+        loss_sum += value * size
     synchronize(device)
     elapsed = time.perf_counter() - start
     return elapsed, loss_sum / len(data.y_train), nfe_forward, nfe_backward
+
+
+def _check_losses(losses: list[Tensor], epoch: int) -> list[float]:
+    """The batch losses as floats (one host read); TrainingError at the first non-finite."""
+    values = torch.stack(losses).tolist() if losses else []
+    for batch, value in enumerate(values, start=1):
+        if not math.isfinite(value):
+            raise TrainingError(f"loss became {value} at epoch {epoch}, batch {batch}")
+    return values
 
 
 def compile_model(model: NeuralODEClassifier, batch_size: int, device: torch.device) -> float:
@@ -252,8 +259,6 @@ def failure_message(exc: BaseException) -> str:
         return text
     if isinstance(exc, OSError):  # a full disk, a folder removed: say which file
         return os_error_line(exc)
-    if isinstance(exc, AssertionError) and "max_num_steps" in text:  # torchdiffeq's own check
-        return f"{text}: raise solver.max_steps or loosen solver.rtol/atol"
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

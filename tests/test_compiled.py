@@ -17,8 +17,8 @@ from conftest import run_dirs
 
 from nodecli.model import build_model
 from nodecli.ode.compiled import CompiledStep
-from nodecli.ode.sensitivity import SolveSpec
 from nodecli.ode.solver import integrate
+from nodecli.ode.spec import SolveSpec
 from nodecli.ode.vector_field import mlp_vector_field
 
 
@@ -94,3 +94,17 @@ def test_cli_compiled_matches_module(cli, tmp_path: Path) -> None:
         assert list(compiled[column]) == list(module[column])
     pd.testing.assert_series_equal(compiled["train_loss"], module["train_loss"], rtol=1e-4)
     assert (compiled["test_acc"] - module["test_acc"]).abs().max() <= 1.0
+
+
+@pytest.mark.parametrize("method", ["tsit5", "dopri5", "bosh3", "dopri8"])
+def test_device_coefficients_equal_the_host_ones_bitwise(method: str) -> None:
+    """The accelerator path (tableau on the device, t and h as kernel scalars) computes
+    exactly the host path's numbers; checked here on the CPU, where both can run."""
+    step = CompiledStep(mlp_vector_field, [], method, 1e-3, 1e-3)
+    like = torch.zeros(2, 3)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        t, h = (float(x) for x in torch.rand(2, generator=gen, dtype=torch.float64))
+        h *= 10.0 ** -float(torch.randint(0, 8, (1,), generator=gen))
+        host = torch.tensor(step._values(t, h), dtype=like.dtype)
+        assert torch.equal(step.device_coefficients(t, h, like), host)

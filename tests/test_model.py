@@ -7,12 +7,14 @@ import torch
 import torch.nn.functional as F
 
 from nodecli.model import build_model
-from nodecli.ode.sensitivity import SolveSpec
+from nodecli.ode.methods import method_for
+from nodecli.ode.settings import SolverSettings
+from nodecli.ode.spec import SolveSpec
 
 
 def make(style: str, sensealg: str = "direct", seed: int = 0):
     torch.manual_seed(seed)
-    return build_model(style, SolveSpec(sensealg=sensealg))
+    return build_model(style, SolveSpec(sensealg=method_for(sensealg)))
 
 
 def test_glorot_uniform_weights_and_zero_biases() -> None:
@@ -48,7 +50,8 @@ def test_direct_and_adjoint_gradients_agree() -> None:
     grads = []
     for sensealg in ("direct", "adjoint"):
         torch.manual_seed(0)
-        model = build_model("module", SolveSpec(sensealg=sensealg, rtol=1e-8, atol=1e-8)).double()
+        spec = SolveSpec(SolverSettings(rtol=1e-8, atol=1e-8), method_for(sensealg))
+        model = build_model("module", spec).double()
         F.cross_entropy(model(x), y).backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     rel = (grads[0] - grads[1]).norm() / grads[0].norm()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import pytest
 import torch
@@ -11,7 +11,10 @@ from torch import Tensor, nn
 
 from nodecli.memory import measure_step, saved_for_backward
 from nodecli.model import build_model
-from nodecli.ode.sensitivity import SENSEALGS, CountingField, SolveSpec, solve
+from nodecli.ode.methods import SENSEALGS, Adjoint, method_for
+from nodecli.ode.sensitivity import IMPLEMENTATIONS, CountingField, solve
+from nodecli.ode.settings import SolverSettings
+from nodecli.ode.spec import SolveSpec
 
 METHODS = [m for m in SENSEALGS if m != "direct"]
 STEP = {"rk4": 0.05, "euler": 0.01, "midpoint": 0.02}
@@ -53,16 +56,53 @@ def rel(a: Tensor, b: Tensor) -> float:
     return float((a - b).norm() / b.norm())
 
 
-def spec_for(method: str, sensealg: str, tol: float = 1e-8, **kw) -> SolveSpec:
-    return SolveSpec(
-        method=method,
-        rtol=tol,
-        atol=tol,
-        step_size=STEP.get(method),
-        sensealg=sensealg,
-        checkpointing=sensealg == "gauss",
-        **kw,
+def spec_for(method: str, sensealg: str, tol: float = 1e-8, **options) -> SolveSpec:
+    """SOLVER at TOL (fixed tableaus at their STEP) with SENSEALG's options (its defaults:
+    gauss checkpoints, as in the config)."""
+    solver = SolverSettings(method=method, rtol=tol, atol=tol, step_size=STEP.get(method))
+    return SolveSpec(solver, method_for(sensealg, **options))
+
+
+def with_options(spec: SolveSpec, **options) -> SolveSpec:
+    return replace(spec, sensealg=replace(spec.sensealg, **options))
+
+
+def torchdiffeq_adjoint(
+    f: CountingField, y0: Tensor, params: list[Tensor], t0: float, t1: float, spec: SolveSpec
+) -> Tensor:
+    """torchdiffeq's odeint_adjoint with Tsit5 registered, as a cross-check of `adjoint`."""
+    from torchdiffeq import odeint_adjoint
+
+    from nodecli.ode.torchdiffeq_tsit5 import register_tsit5
+
+    register_tsit5()
+    solver, method = spec.solver, spec.sensealg
+    assert isinstance(method, Adjoint)
+    options: dict[str, object] = {"max_num_steps": solver.max_steps}
+    adjoint_options = dict(options, norm="seminorm") if method.seminorm else dict(options)
+    backward = method.backward_settings(solver)
+    t = torch.tensor([t0, t1], dtype=y0.dtype, device=y0.device)
+    ys = odeint_adjoint(
+        f,
+        y0,
+        t,
+        rtol=solver.rtol,
+        atol=solver.atol,
+        method=solver.method,
+        options=options,
+        adjoint_rtol=backward.rtol,
+        adjoint_atol=backward.atol,
+        adjoint_options=adjoint_options,
+        adjoint_params=tuple(params),
     )
+    return ys[-1]
+
+
+@dataclass
+class TorchdiffeqAdjoint(Adjoint):
+    """A test-only gradient method: adjoint's options, torchdiffeq's implementation."""
+
+    name: str = "torchdiffeq_adjoint"
 
 
 @pytest.mark.parametrize("solver", ["tsit5", "dopri5", "bosh3", "dopri8", "rk4"])
@@ -100,14 +140,15 @@ def test_image_shaped_state(sensealg: str) -> None:
     assert rel(g, ref) < 1e-6
 
 
-def test_adjoint_matches_torchdiffeq_odeint_adjoint() -> None:
+def test_adjoint_matches_torchdiffeq_odeint_adjoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(IMPLEMENTATIONS, TorchdiffeqAdjoint, torchdiffeq_adjoint)
     field = mlp_field()
     y0 = torch.randn(5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     for seminorm in (False, True):
         ours, _, _ = gradients(field, y0, spec_for("tsit5", "adjoint", 1e-9, seminorm=seminorm))
-        theirs, _, _ = gradients(
-            field, y0, spec_for("tsit5", "torchdiffeq_adjoint", 1e-9, seminorm=seminorm)
-        )
+        theirs_spec = spec_for("tsit5", "direct", 1e-9)
+        theirs_spec = replace(theirs_spec, sensealg=TorchdiffeqAdjoint(seminorm=seminorm))
+        theirs, _, _ = gradients(field, y0, theirs_spec)
         assert rel(ours, theirs) < 1e-6
 
 
@@ -116,8 +157,8 @@ def test_adjoint_tolerances_and_seminorm_take_effect() -> None:
     y0 = torch.randn(5, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     base = spec_for("tsit5", "adjoint", 1e-6)
     _, _, loose = gradients(field, y0, base)
-    _, _, tight = gradients(field, y0, replace(base, adjoint_rtol=1e-10, adjoint_atol=1e-10))
-    _, _, semi = gradients(field, y0, replace(base, seminorm=True))
+    _, _, tight = gradients(field, y0, with_options(base, adjoint_rtol=1e-10, adjoint_atol=1e-10))
+    _, _, semi = gradients(field, y0, with_options(base, seminorm=True))
     assert tight > loose  # tighter backward tolerances: more backward evaluations
     assert semi <= loose  # a seminorm never needs more steps here
     for sensealg in ("interpolating", "gauss"):
@@ -133,7 +174,7 @@ def test_interpolating_checkpointing_gives_same_gradient_with_less_held() -> Non
     y0 = torch.randn(8, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     kept, _, _ = gradients(field, y0, spec_for("tsit5", "interpolating", 1e-7))
     recomputed, _, _ = gradients(
-        field, y0, replace(spec_for("tsit5", "interpolating", 1e-7), checkpointing=True)
+        field, y0, with_options(spec_for("tsit5", "interpolating", 1e-7), checkpointing=True)
     )
     assert rel(recomputed, kept) < 1e-12
 
@@ -149,7 +190,7 @@ def test_no_grad_solve_keeps_nothing() -> None:
 
 
 def reference_model(sensealg: str, t1: float, style: str = "module"):
-    spec = SolveSpec(sensealg=sensealg, checkpointing=sensealg == "gauss")
+    spec = SolveSpec(sensealg=method_for(sensealg))
     torch.manual_seed(0)
     return build_model(style, spec, 20, 10, t1)
 

@@ -16,14 +16,9 @@ import torch
 import torchdiffeq
 from torch import Tensor
 
+from nodecli.ode.dense import interpolate
 from nodecli.ode.solver import Solution, SolverError, integrate
-from nodecli.ode.tableaus import (
-    ADAPTIVE_METHODS,
-    FIXED_METHODS,
-    TABLEAUS,
-    dense_weights,
-    interpolate,
-)
+from nodecli.ode.tableaus import ADAPTIVE_METHODS, FIXED_METHODS, TABLEAUS, dense_weights
 from nodecli.ode.torchdiffeq_tsit5 import Tsit5Solver, register_tsit5
 
 ECC = 0.3

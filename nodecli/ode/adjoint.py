@@ -25,13 +25,13 @@ import torch
 from torch import Tensor
 
 from nodecli.ode.dense import mixed_norm, split_flat, vjp
-from nodecli.ode.spec import backward_solve, forward_solve
+from nodecli.ode.spec import SolveSpec, backward_solve, forward_solve
 
 
 class _Backsolve(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, f: Any, spec: Any, t0: float, t1: float, y0: Tensor, *params: Tensor):
-        sol = forward_solve(f, y0, t0, t1, spec, record=True)
+        sol = forward_solve(f, y0, t0, t1, spec.solver, record=True)
         y1 = sol.y1
         ctx.f, ctx.spec, ctx.t0, ctx.t1 = f, spec, t0, t1
         ctx.first_step = abs(sol.hs[-1]) if sol.hs else None
@@ -64,7 +64,7 @@ class _Backsolve(torch.autograd.Function):
             return out
 
         a1 = torch.cat([y1.reshape(-1), grad_y1.reshape(-1), y1.new_zeros(n_p)])
-        norm = mixed_norm((n, n, n_p), use=2 if spec.seminorm else 3)
+        norm = mixed_norm((n, n, n_p), use=2 if spec.sensealg.seminorm else 3)
         with torch.no_grad():
             a0 = backward_solve(
                 augmented, a1, ctx.t1, ctx.t0, spec, norm, first_step=ctx.first_step
@@ -74,6 +74,6 @@ class _Backsolve(torch.autograd.Function):
 
 
 def backsolve_solve(
-    f: Any, y0: Tensor, params: Sequence[Tensor], t0: float, t1: float, spec: Any
+    f: Any, y0: Tensor, params: Sequence[Tensor], t0: float, t1: float, spec: SolveSpec
 ) -> Tensor:
     return _Backsolve.apply(f, spec, t0, t1, y0, *params)

@@ -2,7 +2,7 @@
 
 The forward solve runs without autograd and records the accepted states y_i, times t_i
 and step sizes h_i. The backward pass walks the steps in reverse: it recomputes step i
-from y_i with autograd on (`solver.rk_step`, the same operations as the forward solve)
+from y_i with autograd on (`stages.rk_step`, the same operations as the forward solve)
 and backpropagates the incoming cotangent through it. Step sizes are constants, as in
 `direct` (and diffrax's RecursiveCheckpointAdjoint with its default checkpoints = every
 step), so both give the same gradient up to floating-point summation order.
@@ -20,15 +20,15 @@ import torch
 from torch import Tensor
 
 from nodecli.ode.dense import grads_or_zeros
-from nodecli.ode.solver import n_step_evals, rk_step
-from nodecli.ode.spec import forward_solve
+from nodecli.ode.spec import SolveSpec, forward_solve
+from nodecli.ode.stages import n_step_evals, rk_step
 
 
 class _Checkpoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, f: Any, spec: Any, t0: float, t1: float, y0: Tensor, *params: Tensor):
-        sol = forward_solve(f, y0, t0, t1, spec, record=True)
-        ctx.f, ctx.method, ctx.ts, ctx.hs = f, spec.method, sol.ts, sol.hs
+        sol = forward_solve(f, y0, t0, t1, spec.solver, record=True)
+        ctx.f, ctx.method, ctx.ts, ctx.hs = f, spec.solver.method, sol.ts, sol.hs
         ctx.n_params = len(params)
         # States go through save_for_backward so that saved-tensor hooks see them.
         ctx.save_for_backward(*sol.ys[:-1], *params)
@@ -63,6 +63,6 @@ class _Checkpoint(torch.autograd.Function):
 
 
 def checkpoint_solve(
-    f: Any, y0: Tensor, params: Sequence[Tensor], t0: float, t1: float, spec: Any
+    f: Any, y0: Tensor, params: Sequence[Tensor], t0: float, t1: float, spec: SolveSpec
 ) -> Tensor:
     return _Checkpoint.apply(f, spec, t0, t1, y0, *params)

@@ -14,8 +14,10 @@ not bit for bit (tests/test_compiled.py).
 Shapes: compiled with `dynamic=True`, so the batch dimension is symbolic and the smaller
 last batch reuses the same graph instead of recompiling every epoch. Step sizes and stage
 times enter as one coefficient tensor, never as Python floats (a float would be baked into
-the graph and recompile every step). Without grad (evaluation) the same step runs eagerly:
-compiling a second, inference-only graph would cost more than two evaluations a epoch save.
+the graph and recompile every step); on an accelerator that tensor is computed there from
+the tableau kept on the device, with no per-step host→device copy. Without grad
+(evaluation) the same step runs eagerly: compiling a second, inference-only graph would
+cost more than two evaluations a epoch save.
 """
 
 from __future__ import annotations
@@ -62,15 +64,40 @@ class CompiledStep:
         ]
         self.b_terms = [] if tab.fsal else [(j, b) for j, b in enumerate(tab.b) if b != 0.0]
         self.e_terms = [(j, e) for j, e in enumerate(tab.b_err or ()) if e != 0.0]
+        self._tables: dict[torch.device, tuple[Tensor, Tensor]] = {}
         self.compile_time_s = 0.0
         self._compiled = torch.compile(self._step, dynamic=True)
 
     def _coefficients(self, t: float, h: float, like: Tensor) -> Tensor:
-        """[stage times, h*a_ij, h*b_j (non-FSAL), h*e_j] in float64, then cast once."""
+        """[stage times, h*a_ij, h*b_j (non-FSAL), h*e_j] in float64, then cast once.
+
+        On the CPU they are built from Python floats. On an accelerator that would be a
+        blocking host→device copy every step, so there the tableau lives on the device
+        (once) and t, h enter as kernel scalars: the same float64 products and sums,
+        hence the same values.
+        """
+        if like.device.type in ("cpu", "mps"):  # mps has no float64
+            return torch.tensor(self._values(t, h), dtype=like.dtype, device=like.device)
+        return self.device_coefficients(t, h, like)
+
+    def _values(self, t: float, h: float) -> list[float]:
         values = [t + c * h for c in self.c]
         for terms in (*self.a_terms, self.b_terms, self.e_terms):
             values.extend(h * x for _, x in terms)
-        return torch.tensor(values, dtype=like.dtype, device=like.device)
+        return values
+
+    def device_coefficients(self, t: float, h: float, like: Tensor) -> Tensor:
+        """`_coefficients` from tableau tensors kept on LIKE's device (float64)."""
+        tables = self._tables.get(like.device)
+        if tables is None:
+            xs = [x for terms in (*self.a_terms, self.b_terms, self.e_terms) for _, x in terms]
+            tables = (
+                torch.tensor(self.c, dtype=torch.float64, device=like.device),
+                torch.tensor(xs, dtype=torch.float64, device=like.device),
+            )
+            self._tables[like.device] = tables
+        c, xs = tables
+        return torch.cat([(c * h).add_(t), xs * h]).to(like.dtype)
 
     def _step(self, params: list[Tensor], y: Tensor, f0: Tensor, coef: Tensor):
         n_t = len(self.c)

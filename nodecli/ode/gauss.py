@@ -11,7 +11,7 @@ dense output; its error control sees λ alone (there is no μ in the state, so t
 parameter gradient never forces small steps). Then, on each accepted backward step
 [s + h, s], the parameter gradient
 
-    ∫ λ(t)ᵀ ∂f/∂p(t, y(t)) dt ≈ |h| Σ_j w_j λ(t_j)ᵀ ∂f/∂p(t_j, y(t_j))
+    ∫ λ(t)ᵀ ∂f/∂p(t, y(t)) dt ≈ -h Σ_j w_j λ(t_j)ᵀ ∂f/∂p(t_j, y(t_j))   (h < 0 if t1 > t0)
 
 is accumulated with an n-point Gauss–Legendre rule (n = ⌈(order+1)/2⌉: 3 points for
 tsit5/dopri5/rk4, exact for polynomials of degree 2n-1), with λ(t_j) from the backward
@@ -36,7 +36,7 @@ from torch import Tensor
 
 from nodecli.ode.dense import DenseOutput, grads_or_zeros, vjp
 from nodecli.ode.interpolating import ForwardSolutionFunction, load_forward
-from nodecli.ode.spec import backward_solve
+from nodecli.ode.spec import SolveSpec, backward_solve
 from nodecli.ode.tableaus import TABLEAUS
 
 
@@ -69,10 +69,10 @@ class _Gauss(ForwardSolutionFunction):
             sol = backward_solve(
                 lam_field, grad_y1, ctx.t1, ctx.t0, spec, None, record=True, record_stages=True
             )
-        lam_dense = DenseOutput.from_solution(spec.method, sol, lam_field)
+        lam_dense = DenseOutput.from_solution(spec.solver.method, sol, lam_field)
         grad_y0 = sol.y1
         del sol  # lam_dense now holds the only references to the backward stages
-        rule = gauss_legendre(n_gauss_points(spec.method))
+        rule = gauss_legendre(n_gauss_points(spec.solver.method))
         grad_params = [torch.zeros_like(p) for p in params]
         for i in range(lam_dense.n):
             s, h = lam_dense.ts[i], lam_dense.hs[i]
@@ -84,7 +84,9 @@ class _Gauss(ForwardSolutionFunction):
                         lam = lam_dense.at_step(i, theta)
                         y = ydense(t)
                     outputs.append(f(t, y))
-                    cotangents.append(lam.mul(abs(h) * w))
+                    # μ(t0) = ∫_{t0}^{t1} λᵀ ∂f/∂p dt and this backward step runs s → s + h,
+                    # so its share is -h Σ w_j g(t_j): |h| only when t1 > t0.
+                    cotangents.append(lam.mul(-h * w))
                 grads = torch.autograd.grad(outputs, params, cotangents, allow_unused=True)
             f.backpropagated += len(rule)
             for acc, g in zip(grad_params, grads_or_zeros(grads, params), strict=True):
@@ -95,6 +97,6 @@ class _Gauss(ForwardSolutionFunction):
 
 
 def gauss_solve(
-    f: Any, y0: Tensor, params: Sequence[Tensor], t0: float, t1: float, spec: Any
+    f: Any, y0: Tensor, params: Sequence[Tensor], t0: float, t1: float, spec: SolveSpec
 ) -> Tensor:
     return _Gauss.apply(f, spec, t0, t1, y0, *params)

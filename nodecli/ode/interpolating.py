@@ -22,21 +22,21 @@ import torch
 from torch import Tensor
 
 from nodecli.ode.dense import DenseOutput, grads_or_zeros, mixed_norm, split_flat, vjp
-from nodecli.ode.spec import backward_solve, forward_solve
+from nodecli.ode.spec import SolveSpec, backward_solve, forward_solve
 
 
 def save_forward(
-    ctx: Any, f: Any, spec: Any, t0: float, t1: float, y0: Tensor, params: Sequence[Tensor]
+    ctx: Any, f: Any, spec: SolveSpec, t0: float, t1: float, y0: Tensor, params: Sequence[Tensor]
 ) -> Tensor:
-    """Forward solve; keep its dense output, or with `spec.checkpointing` only y0."""
+    """Forward solve; keep its dense output, or with `spec.sensealg.checkpointing` only y0."""
     ctx.f, ctx.spec, ctx.t0, ctx.t1 = f, spec, t0, t1
-    if spec.checkpointing:
-        y1 = forward_solve(f, y0, t0, t1, spec).y1
+    if spec.sensealg.checkpointing:
+        y1 = forward_solve(f, y0, t0, t1, spec.solver).y1
         ctx.dense, ctx.n_dense = None, 1
         ctx.save_for_backward(y0, *params)
         return y1
-    sol = forward_solve(f, y0, t0, t1, spec, record=True, record_stages=True)
-    ctx.dense = DenseOutput.from_solution(spec.method, sol, f)
+    sol = forward_solve(f, y0, t0, t1, spec.solver, record=True, record_stages=True)
+    ctx.dense = DenseOutput.from_solution(spec.solver.method, sol, f)
     tensors = ctx.dense.take_tensors()  # saved below: the only references kept
     ctx.n_dense = len(tensors)
     ctx.save_for_backward(*tensors, *params)
@@ -49,10 +49,17 @@ def load_forward(ctx: Any) -> tuple[DenseOutput, tuple[Tensor, ...]]:
     params = saved[ctx.n_dense :]
     if ctx.dense is None:
         with torch.no_grad():
-            sol = forward_solve(
-                ctx.f, saved[0], ctx.t0, ctx.t1, ctx.spec, record=True, record_stages=True
+            sol = forward_solve(  # y0 was checked by the forward pass
+                ctx.f,
+                saved[0],
+                ctx.t0,
+                ctx.t1,
+                ctx.spec.solver,
+                record=True,
+                record_stages=True,
+                check_y0=False,
             )
-        return DenseOutput.from_solution(ctx.spec.method, sol, ctx.f), params
+        return DenseOutput.from_solution(ctx.spec.solver.method, sol, ctx.f), params
     dense: DenseOutput = ctx.dense
     ctx.dense = None
     dense.restore_tensors(saved[: ctx.n_dense])
@@ -87,13 +94,13 @@ class _Interpolating(ForwardSolutionFunction):
             return torch.cat([g.reshape(-1) for g in grads_or_zeros(grads, (y, *params))]).neg_()
 
         a1 = torch.cat([grad_y1.reshape(-1), grad_y1.new_zeros(n_p)])
-        norm = mixed_norm((n, n_p), use=1 if spec.seminorm else 2)
+        norm = mixed_norm((n, n_p), use=1 if spec.sensealg.seminorm else 2)
         with torch.no_grad():
             a0 = backward_solve(augmented, a1, ctx.t1, ctx.t0, spec, norm).y1
         return (None, None, None, None, a0[:n].view(shape), *split_flat(a0[n:], params))
 
 
 def interpolating_solve(
-    f: Any, y0: Tensor, params: Sequence[Tensor], t0: float, t1: float, spec: Any
+    f: Any, y0: Tensor, params: Sequence[Tensor], t0: float, t1: float, spec: SolveSpec
 ) -> Tensor:
     return _Interpolating.apply(f, spec, t0, t1, y0, *params)

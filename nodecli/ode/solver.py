@@ -6,9 +6,10 @@ op costs microseconds of framework overhead and almost nothing in FLOPs. So this
 * keeps times and step sizes as Python floats (no 0-d tensors, no device syncs except the
   one `float()` of the error norm per step),
 * folds h·a_ij into scalar `alpha=` arguments of precomputed per-tableau coefficient lists
-  (no tableau tensors cast per step) and skips zero coefficients,
+  (no tableau tensors cast per step) and skips zero coefficients (stages.py),
 * builds stage inputs with in-place accumulation on fresh temporaries,
-* computes the error norm and the step-size control under `torch.no_grad()`.
+* computes the error norm and the step-size control under `torch.no_grad()`
+  (step_size.py: the initial step and torchdiffeq's controller constants).
 
 Backpropagating through `integrate` differentiates the discrete computation with the
 accepted step sizes as constants ("discretise then optimise", as in diffrax): the
@@ -18,33 +19,27 @@ controller's decisions carry no gradient.
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 
 import torch
 from torch import Tensor
 
-from nodecli.ode.tableaus import ADAPTIVE_METHODS, FIXED_METHODS, TABLEAUS, ButcherTableau
+from nodecli.ode.errors import SolverError, nonfinite_initial_state
+from nodecli.ode.settings import SolverSettings
+from nodecli.ode.stages import Plan, lincomb, lincomb_zero
+from nodecli.ode.stages import plan as make_plan
+from nodecli.ode.stages import stages as run_stages
+from nodecli.ode.step_size import DFACTOR, EPS, IFACTOR, SAFETY, rms_norm, select_initial_step
+from nodecli.ode.tableaus import ADAPTIVE_METHODS, FIXED_METHODS, TABLEAUS
 
-__all__ = ["Solution", "SolverError", "integrate", "rk_step"]
+__all__ = ["Solution", "SolverError", "Stepper", "integrate"]
 
 VectorField = Callable[[float, Tensor], Tensor]
 Norm = Callable[[Tensor], Tensor]
 # A fused implementation of one embedded RK step (for example a compiled one, see
 # nodecli.ode.compiled): (y, f(t, y), t, h) -> (y1, last stage, scaled RMS error norm).
 Stepper = Callable[[Tensor, Tensor, float, float], tuple[Tensor, Tensor, Tensor]]
-
-# Step-size controller constants, as torchdiffeq's RKAdaptiveStepsizeODESolver.
-_SAFETY = 0.9
-_IFACTOR = 10.0
-_DFACTOR = 0.2
-_EPS = sys.float_info.epsilon
-
-
-class SolverError(RuntimeError):
-    """The solve cannot finish with the current settings; the message says which to change."""
 
 
 @dataclass
@@ -69,137 +64,41 @@ class Solution:
             self.ks.append(ks)
 
 
-Terms = tuple[tuple[int, float], ...]
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """A tableau preprocessed once into the (stage index, coefficient) pairs a step needs."""
-
-    tableau: ButcherTableau
-    stages: tuple[tuple[float, Terms], ...]  # (c_i, nonzero a_ij) for stages i >= 1
-    b: Terms
-    b_err: Terms
-    inv_order: float
-
-
-@cache
-def _plan(method: str) -> _Plan:
-    tab = TABLEAUS[method]
-
-    def nonzero(row: tuple[float, ...]) -> Terms:
-        return tuple((j, x) for j, x in enumerate(row) if x != 0.0)
-
-    return _Plan(
-        tableau=tab,
-        stages=tuple((tab.c[i], nonzero(tab.a[i])) for i in range(1, tab.n_stages)),
-        b=nonzero(tab.b),
-        b_err=nonzero(tab.b_err) if tab.b_err is not None else (),
-        inv_order=1.0 / tab.order,
-    )
-
-
-def _lincomb(y: Tensor, ks: list[Tensor], terms: Terms, h: float) -> Tensor:
-    """y + h Σ a_j k_j over the given nonzero terms.
-
-    Chained `add` with a scalar alpha measured faster than stacking the stages into one
-    matmul (torch.stack + addmm) or a custom autograd.Function for the reference (128, 20)
-    float32 state on one CPU thread, forward + backward (≈2.5 vs 2.6 ms per solve). The
-    first add allocates a fresh tensor; accumulating in place into it is autograd-safe
-    because `add` saves no inputs for its backward.
-    """
-    if not terms:
-        return y
-    j, a = terms[0]
-    out = torch.add(y, ks[j], alpha=h * a)
-    for j, a in terms[1:]:
-        out.add_(ks[j], alpha=h * a)
-    return out
-
-
-def _stages(
-    f: VectorField,
-    y: Tensor,
-    f0: Tensor,
-    t: float,
-    t_next: float,
-    h: float,
-    stages: tuple[tuple[float, Terms], ...],
-) -> tuple[list[Tensor], Tensor]:
-    """The stage derivatives k_1 = f0, k_i = f(t + c_i h, y + h Σ_j a_ij k_j) of one step,
-    and the last stage's input (an FSAL method's y1). A stage with c = 1 is evaluated at
-    T_NEXT, so that it matches the recorded grid exactly."""
-    ks = [f0]
-    yi = y
-    for c, terms in stages:
-        yi = _lincomb(y, ks, terms, h)
-        ks.append(f(t_next if c == 1.0 else t + c * h, yi))
-    return ks, yi
-
-
-def _rms_norm(x: Tensor) -> Tensor:
-    """Root mean square over all elements (torchdiffeq's default norm)."""
-    return torch.linalg.vector_norm(x) / math.sqrt(x.numel())
-
-
-def _select_initial_step(
-    f: VectorField,
-    t0: float,
-    y0: Tensor,
-    f0: Tensor,
-    direction: float,
-    order: int,
-    rtol: float,
-    atol: float,
-    norm: Norm,
-) -> float:
-    """Initial |h| by Hairer, Nørsett & Wanner, Solving ODEs I, Sec. II.4 (as torchdiffeq).
-
-    `order` is the method order; torchdiffeq passes order-1 and raises to 1/(order-1+1).
-    Costs one vector-field evaluation; runs without grad (step sizes are constants).
-    """
-    with torch.no_grad():
-        scale = y0.abs().mul_(rtol).add_(atol)
-        d0 = float(norm(y0 / scale))
-        d1 = float(norm(f0 / scale))
-        h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
-        y1 = torch.add(y0, f0, alpha=direction * h0)
-        f1 = f(t0 + direction * h0, y1)
-        d2 = float(norm((f1 - f0) / scale)) / h0
-    if d1 <= 1e-15 and d2 <= 1e-15:
-        h1 = max(1e-6, h0 * 1e-3)
-    else:
-        h1 = (0.01 / max(d1, d2)) ** (1.0 / order)
-    return min(100.0 * h0, h1)
-
-
 def integrate(
     f: VectorField,
     y0: Tensor,
     t0: float,
     t1: float,
     *,
-    method: str = "tsit5",
-    rtol: float = 1e-3,
-    atol: float = 1e-3,
+    method: str = SolverSettings.method,
+    rtol: float = SolverSettings.rtol,
+    atol: float = SolverSettings.atol,
     step_size: float | None = None,
-    max_steps: int = 10_000,
+    max_steps: int = SolverSettings.max_steps,
     first_step: float | None = None,
     record: bool = False,
     record_stages: bool = False,
     norm: Norm | None = None,
     stepper: Stepper | None = None,
+    autonomous: bool = False,
+    check_y0: bool = True,
 ) -> Solution:
     """Solve dy/dt = f(t, y), y(t0) = y0, up to t1 (t1 < t0 integrates backwards).
+
+    The defaults are `SolverSettings`'s (written there only).
 
     Adaptive methods control the local error with `rtol`/`atol` unless `step_size` is
     given; fixed-only methods (rk4, euler, midpoint) require `step_size`. `max_steps`
     bounds the attempted steps (accepted + rejected). `norm` maps the scaled error
     err / (atol + rtol·max(|y0|, |y1|)) to a scalar (default: RMS over all elements).
     `record` keeps the accepted-step grid, states and step sizes; `record_stages` also
-    keeps each step's stages for `tableaus.interpolate`. `stepper` replaces the stage loop
+    keeps each step's stages for `dense.interpolate`. `stepper` replaces the stage loop
     and error norm of adaptive steps by a fused implementation of the same step (it must
-    compute exactly what this loop computes, with the default RMS norm).
+    compute exactly what this loop computes, with the default RMS norm). `autonomous`
+    says f ignores t, which lets the initial-step heuristic read the device once.
+    A non-finite y0 is a SolverError before any step; fixed steps pay one host read for
+    that check, which `check_y0=False` skips where y0 is known finite or its check is
+    left to the caller (the adjoint methods' backward solves).
     """
     if method not in TABLEAUS:
         raise ValueError(
@@ -209,12 +108,12 @@ def integrate(
     if max_steps < 1:
         raise ValueError(f"solver.max_steps must be >= 1, got {max_steps}")
     t0, t1 = float(t0), float(t1)
-    plan = _plan(method)
+    plan = make_plan(method)
     if step_size is not None:
         if not step_size > 0.0 or not math.isfinite(step_size):
             raise ValueError(f"solver.step_size must be a positive number, got {step_size}")
         return _integrate_fixed(
-            f, y0, t0, t1, plan, float(step_size), max_steps, record, record_stages
+            f, y0, t0, t1, plan, float(step_size), max_steps, record, record_stages, check_y0
         )
     if not plan.tableau.adaptive:
         raise ValueError(
@@ -239,6 +138,7 @@ def integrate(
         record_stages,
         norm,
         stepper,
+        autonomous,
     )
 
 
@@ -247,11 +147,12 @@ def _integrate_fixed(
     y0: Tensor,
     t0: float,
     t1: float,
-    plan: _Plan,
+    plan: Plan,
     step_size: float,
     max_steps: int,
     record: bool,
     record_stages: bool,
+    check_y0: bool = True,
 ) -> Solution:
     """Constant steps of `step_size`; the last one ends exactly on t1."""
     sol = Solution(y1=y0)
@@ -265,6 +166,9 @@ def _integrate_fixed(
             f"fixed step {step_size:g} needs {n} steps over [{t0:g}, {t1:g}], more than "
             f"solver.max_steps={max_steps}: raise solver.max_steps or solver.step_size"
         )
+    # No error estimate will ever read the state: check it here, once per solve.
+    if check_y0 and not bool(torch.isfinite(y0).all()):
+        raise nonfinite_initial_state()
     h_signed = math.copysign(step_size, span)
     tab = plan.tableau
     # An FSAL method's last stage only seeds the next step, so unless the caller wants the
@@ -279,9 +183,9 @@ def _integrate_fixed(
         if f0 is None:
             f0 = f(t, y)
             sol.nfe += 1
-        ks, yi = _stages(f, y, f0, t, t_next, h, stages)
+        ks, yi = run_stages(f, y, f0, t, t_next, h, stages)
         sol.nfe += len(stages)
-        y1 = yi if use_last_stage_as_y1 else _lincomb(y, ks, plan.b, h)
+        y1 = yi if use_last_stage_as_y1 else lincomb(y, ks, plan.b, h)
         f0 = ks[-1] if use_last_stage_as_y1 else None
         if record:
             sol.record_step(t, y, h, ks if record_stages else None)
@@ -295,7 +199,7 @@ def _integrate_adaptive(
     y0: Tensor,
     t0: float,
     t1: float,
-    plan: _Plan,
+    plan: Plan,
     rtol: float,
     atol: float,
     max_steps: int,
@@ -304,6 +208,7 @@ def _integrate_adaptive(
     record_stages: bool,
     norm: Norm | None,
     stepper: Stepper | None = None,
+    autonomous: bool = False,
 ) -> Solution:
     """Embedded-pair error control with torchdiffeq's controller; last step clipped to t1."""
     sol = Solution(y1=y0)
@@ -313,13 +218,13 @@ def _integrate_adaptive(
     direction = 1.0 if t1 > t0 else -1.0
     numel = y0.numel()
     inv_sqrt_n = 1.0 / math.sqrt(numel) if numel else 0.0
-    norm_fn = norm if norm is not None else _rms_norm
+    norm_fn = norm if norm is not None else rms_norm
 
     f_start = f(t0, y0)
     sol.nfe += 1
     if first_step is None:
-        h_abs = _select_initial_step(
-            f, t0, y0, f_start.detach(), direction, tab.order, rtol, atol, norm_fn
+        h_abs = select_initial_step(
+            f, t0, y0, f_start.detach(), direction, tab.order, rtol, atol, norm_fn, autonomous
         )
         sol.nfe += 1
     else:
@@ -352,7 +257,7 @@ def _integrate_adaptive(
             # Clip the final step to land exactly on t1 (no overshoot + interpolation as in
             # torchdiffeq); also stretch a step that would leave only a rounding-size sliver.
             h, t_next = t1 - t, t1
-        elif t_next == t or h_abs < 4.0 * _EPS * abs(t):
+        elif t_next == t or h_abs < 4.0 * EPS * abs(t):
             raise SolverError(
                 f"{_method_label(plan)} step size underflow (h={h:.3g}) at t={t:.6g}{hint}: "
                 "the ODE may be stiff or diverging; loosen solver.rtol/atol or use a "
@@ -368,11 +273,11 @@ def _integrate_adaptive(
             ks = [k_last]
             ratio = float(err_norm)
         else:
-            ks, yi = _stages(f, y, f0, t, t_next, h, plan.stages)
-            y1 = yi if tab.fsal else _lincomb(y, ks, plan.b, h)
+            ks, yi = run_stages(f, y, f0, t, t_next, h, plan.stages)
+            y1 = yi if tab.fsal else lincomb(y, ks, plan.b, h)
 
             with torch.no_grad():
-                err = _lincomb_zero(ks, plan.b_err, h)
+                err = lincomb_zero(ks, plan.b_err, h)
                 abs_y1 = y1.abs()
                 tol = torch.maximum(abs_y, abs_y1).mul_(rtol).add_(atol)
                 err.div_(tol)
@@ -380,6 +285,11 @@ def _integrate_adaptive(
                     ratio = float(torch.linalg.vector_norm(err)) * inv_sqrt_n
                 else:
                     ratio = float(norm(err))
+        if attempts == 1 and not math.isfinite(ratio) and first_step is not None:
+            # The initial-step heuristic (which checks y0) was skipped: a non-finite first
+            # error may be the state's own; reading y0 only on this failure path is free.
+            if not bool(torch.isfinite(y0).all()):
+                raise nonfinite_initial_state()
 
         if ratio <= 1.0:
             if record:
@@ -394,50 +304,16 @@ def _integrate_adaptive(
 
         # Next |h| (torchdiffeq's _optimal_step_size): never shrink after an accepted step.
         if ratio == 0.0:
-            factor = _IFACTOR
+            factor = IFACTOR
         elif math.isfinite(ratio):
-            floor = 1.0 if ratio < 1.0 else _DFACTOR
-            factor = min(_IFACTOR, max(_SAFETY * ratio**-plan.inv_order, floor))
+            floor = 1.0 if ratio < 1.0 else DFACTOR
+            factor = min(IFACTOR, max(SAFETY * ratio**-plan.inv_order, floor))
         else:
             # NaN/inf error: shrink hard; the caller owns NaN handling, we only terminate.
             nonfinite = True
-            factor = _DFACTOR
+            factor = DFACTOR
         h_abs = abs(h) * factor
     return _finish(sol, y, t1, record)
-
-
-def rk_step(
-    f: VectorField, y: Tensor, t: float, h: float, method: str, t_next: float | None = None
-) -> Tensor:
-    """One step of METHOD from (t, y) with step h: y1, computed exactly as `integrate` does.
-
-    Used to recompute accepted steps during a backward pass (sensealg=checkpoint). For an
-    FSAL tableau the last stage only seeds the next step, so it is skipped: y1 comes from
-    the same coefficients (a[-1] == b[:-1]) and the same operations as in `integrate`,
-    hence bitwise the same value and the same derivative. Pass T_NEXT = the recorded end
-    of the step (`Solution.ts[i + 1]`) so that stage times match too.
-    """
-    plan = _plan(method)
-    stages = plan.stages[:-1] if plan.tableau.fsal else plan.stages
-    if t_next is None:
-        t_next = t + h
-    ks, _ = _stages(f, y, f(t, y), t, t_next, h, stages)
-    return _lincomb(y, ks, plan.b, h)
-
-
-def n_step_evals(method: str) -> int:
-    """Vector-field evaluations `rk_step` makes per step."""
-    tab = TABLEAUS[method]
-    return tab.n_stages - 1 if tab.fsal else tab.n_stages
-
-
-def _lincomb_zero(ks: list[Tensor], terms: Terms, h: float) -> Tensor:
-    """h Σ e_j k_j (no base term), for the error estimate; callers hold no_grad."""
-    j, e = terms[0]
-    out = torch.mul(ks[j], h * e)
-    for j, e in terms[1:]:
-        out.add_(ks[j], alpha=h * e)
-    return out
 
 
 def _finish(sol: Solution, y: Tensor, t: float, record: bool) -> Solution:
@@ -448,6 +324,6 @@ def _finish(sol: Solution, y: Tensor, t: float, record: bool) -> Solution:
     return sol
 
 
-def _method_label(plan: _Plan) -> str:
+def _method_label(plan: Plan) -> str:
     """'solver.method=<name>' for error messages."""
     return f"solver.method={plan.tableau.name!r}"

@@ -1,41 +1,30 @@
-"""The solve settings every sensitivity method shares, and the two solves they make.
+"""What to solve with: the solver settings and the gradient method, and the two solves.
 
-One place turns a `SolveSpec` into calls of nodecli's integrator, so the forward solve of
-every method and the backward (adjoint) solves use the configured settings the same way.
+`SolveSpec` bundles the two typed objects the config composes (`SolverSettings` and a
+`methods.GradientMethod`); it copies nothing. `forward_solve` and `backward_solve` are the
+one place that turns them into calls of nodecli's integrator, so every method's forward
+solve and every backward (adjoint) solve use the configured settings the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import Tensor
 
+from nodecli.ode.methods import Direct, GradientMethod
+from nodecli.ode.settings import SolverSettings
 from nodecli.ode.solver import Solution, integrate
 
 
 @dataclass(frozen=True)
 class SolveSpec:
-    """Everything a sensitivity method needs to know about the solve."""
+    """The solver settings and the gradient method of an ODE block."""
 
-    method: str = "tsit5"
-    rtol: float = 1e-3
-    atol: float = 1e-3
-    step_size: float | None = None
-    max_steps: int = 10_000
-    sensealg: str = "direct"
-    seminorm: bool = False
-    checkpointing: bool = False
-    adjoint_rtol: float | None = None
-    adjoint_atol: float | None = None
-
-    @property
-    def adjoint_tolerances(self) -> tuple[float, float]:
-        """(rtol, atol) of backward solves: the adjoint keys, else the forward ones."""
-        rtol = self.adjoint_rtol if self.adjoint_rtol is not None else self.rtol
-        atol = self.adjoint_atol if self.adjoint_atol is not None else self.atol
-        return rtol, atol
+    solver: SolverSettings = field(default_factory=SolverSettings)
+    sensealg: GradientMethod = field(default_factory=Direct)
 
 
 def forward_solve(
@@ -43,22 +32,13 @@ def forward_solve(
     y0: Tensor,
     t0: float,
     t1: float,
-    spec: SolveSpec,
+    solver: SolverSettings,
     **kwargs: Any,
 ) -> Solution:
-    """Integrate t0 → t1 with the configured solver settings."""
-    return integrate(
-        f,
-        y0,
-        t0,
-        t1,
-        method=spec.method,
-        rtol=spec.rtol,
-        atol=spec.atol,
-        step_size=spec.step_size,
-        max_steps=spec.max_steps,
-        **kwargs,
-    )
+    """Integrate t0 → t1 with the configured solver settings (and F's `autonomous` flag,
+    a `CountingField` attribute, which saves host reads in the initial-step heuristic)."""
+    autonomous = getattr(f, "autonomous", False)
+    return integrate(f, y0, t0, t1, **solver.integrate_kwargs(), autonomous=autonomous, **kwargs)  # type: ignore[arg-type]
 
 
 def backward_solve(
@@ -70,18 +50,11 @@ def backward_solve(
     norm: Callable[[Tensor], Tensor] | None,
     **kwargs: Any,
 ) -> Solution:
-    """Integrate an adjoint system t1 → t0 with the adjoint tolerances."""
-    rtol, atol = spec.adjoint_tolerances
+    """Integrate an adjoint system t1 → t0 with the method's backward tolerances.
+
+    Fixed steps skip the host read that checks the initial state: the forward solve
+    checked y, and a non-finite cotangent comes from a loss the training loop checks."""
+    settings = spec.sensealg.backward_settings(spec.solver)  # type: ignore[attr-defined]
     return integrate(
-        f,
-        a1,
-        t1,
-        t0,
-        method=spec.method,
-        rtol=rtol,
-        atol=atol,
-        step_size=spec.step_size,
-        max_steps=spec.max_steps,
-        norm=norm,
-        **kwargs,
-    )
+        f, a1, t1, t0, norm=norm, check_y0=False, **settings.integrate_kwargs(), **kwargs
+    )  # type: ignore[arg-type]

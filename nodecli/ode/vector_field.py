@@ -71,6 +71,9 @@ class VectorField(nn.Module):
     vector-Jacobian products against.
     """
 
+    #: every style is the same MLP of y alone: t is ignored (see solver.integrate).
+    autonomous = True
+
     def __init__(self, style: str, latent: int, hidden: int) -> None:
         super().__init__()
         self.style = style

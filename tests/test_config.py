@@ -1,0 +1,137 @@
+"""Config composition and validation in process (Hydra's compose API, no subprocess)."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+
+from nodecli.config import SOLVERS, Config, group_options
+from nodecli.errors import ConfigError
+from nodecli.hydra_app import compose_config, conf_dir
+from nodecli.ode.methods import METHODS, SENSEALGS, Direct, GradientMethod
+from nodecli.ode.settings import SolverSettings
+from nodecli.ode.tableaus import TABLEAUS
+
+
+def test_defaults_compose_to_the_ode_types() -> None:
+    cfg = compose_config([])
+    assert isinstance(cfg, Config)
+    assert cfg.solver == SolverSettings()  # the YAML adds nothing to the schema's defaults
+    assert cfg.sensealg == Direct()
+    assert cfg.device.threads == 1
+
+
+@pytest.mark.parametrize("name", SENSEALGS)
+def test_each_sensealg_composes_to_its_options_class(name: str) -> None:
+    cfg = compose_config([f"sensealg={name}"])
+    assert type(cfg.sensealg) is METHODS[name]
+    assert cfg.sensealg == METHODS[name]()  # conf/sensealg/*.yaml sets only the name
+
+
+@pytest.mark.parametrize("name", SENSEALGS)
+def test_each_sensealg_accepts_exactly_its_own_keys(name: str) -> None:
+    cls = METHODS[name]
+    every_key = {f.name for m in METHODS.values() for f in fields(m)}
+    for key in sorted(every_key):
+        override = f"sensealg.{key}={'true' if key in ('seminorm', 'checkpointing') else '1e-7'}"
+        if key == "name":
+            continue
+        if key in cls.option_keys():
+            cfg = compose_config([f"sensealg={name}", override])
+            assert getattr(cfg.sensealg, key) in (True, 1e-7)
+        else:
+            with pytest.raises(ConfigError) as err:
+                compose_config([f"sensealg={name}", override])
+            accepted = ", ".join(f"sensealg.{k}" for k in cls.option_keys())
+            assert str(err.value) == (
+                f"sensealg.{key} does not apply to sensealg={name}; {name} accepts: {accepted}"
+            )
+
+
+def test_key_of_no_method_is_answered_with_did_you_mean() -> None:
+    with pytest.raises(ConfigError, match="unknown config key 'sensealg.seminorn'.*seminorm"):
+        compose_config(["sensealg=adjoint", "sensealg.seminorn=true"])
+
+
+def test_unknown_sensealg_lists_the_registry() -> None:
+    with pytest.raises(ConfigError) as err:
+        compose_config(["sensealg=nope"])
+    assert str(err.value).endswith("valid sensealg options: " + ", ".join(sorted(SENSEALGS)))
+
+
+def test_solver_choices_come_from_the_tableaus() -> None:
+    assert SOLVERS == tuple(TABLEAUS)
+    for name, tableau in TABLEAUS.items():
+        cfg = compose_config([f"solver={name}"])
+        assert cfg.solver.method == name
+        assert (cfg.solver.step_size is None) == tableau.adaptive
+    with pytest.raises(ConfigError, match="valid solver options: " + ", ".join(sorted(TABLEAUS))):
+        compose_config(["solver=nope"])
+
+
+def test_yaml_options_match_the_registries() -> None:
+    """conf/solver and conf/sensealg hold one file per registry entry, no more, no less."""
+    on_disk = {g.name: sorted(p.stem for p in g.glob("*.yaml")) for g in conf_dir().iterdir()}
+    assert on_disk["solver"] == sorted(TABLEAUS) == group_options(conf_dir())["solver"]
+    assert on_disk["sensealg"] == sorted(METHODS) == group_options(conf_dir())["sensealg"]
+
+
+@pytest.mark.parametrize("name", [n for n, t in TABLEAUS.items() if not t.adaptive])
+def test_fixed_solver_needs_step_size(name: str) -> None:
+    with pytest.raises(ConfigError, match=f"solver={name} is a fixed-step method"):
+        compose_config([f"solver={name}", "solver.step_size=null"])
+
+
+def test_adaptive_solver_with_step_size_runs_fixed_steps() -> None:
+    assert compose_config(["solver.step_size=0.25"]).solver.step_size == 0.25
+
+
+def test_defaults_are_written_once() -> None:
+    """No YAML repeats a schema default (rtol, atol, max_steps, threads)."""
+    for path in conf_dir().glob("*/*.yaml"):
+        keys = {line.split(":")[0].strip() for line in path.read_text().splitlines()}
+        assert not keys & {"rtol", "atol", "max_steps", "threads"}, path
+
+
+def test_every_method_has_an_implementation() -> None:
+    from nodecli.ode.sensitivity import IMPLEMENTATIONS, implementation
+
+    assert set(IMPLEMENTATIONS) == set(METHODS.values())
+    with pytest.raises(TypeError, match="no implementation registered for GradientMethod"):
+        implementation(GradientMethod())
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("train.lr=inf", "train.lr=inf is not valid: it must be a finite number"),
+        ("solver.rtol=inf", "solver.rtol=inf is not valid: it must be a finite number"),
+        ("solver.atol=nan", "solver.atol=nan is not valid: it must be a finite number"),
+        ("model.t1=-inf", "model.t1=-inf is not valid: it must be a finite number"),
+        ("data.split=nan", "data.split=nan is not valid: it must be a finite number"),
+        ("solver.step_size=inf", "solver.step_size=inf is not valid: it must be a finite number"),
+        (
+            "seed=18446744073709551616",
+            "seed=18446744073709551616 is out of range: it must be at most",
+        ),
+        ("seed=-1", "seed=-1 is out of range: it must be >= 0"),
+    ],
+)
+def test_values_that_cannot_work_are_one_line_config_errors(override: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        compose_config([override])
+    assert str(err.value).startswith(expected)
+    assert "\n" not in str(err.value)
+
+
+def test_sensealg_tolerances_must_be_finite() -> None:
+    with pytest.raises(ConfigError, match="sensealg.adjoint_atol=inf is not valid"):
+        compose_config(["sensealg=gauss", "sensealg.adjoint_atol=inf"])
+
+
+def test_largest_seed_torch_accepts_is_valid() -> None:
+    import torch
+
+    seed = compose_config(["seed=18446744073709551615"]).seed
+    torch.Generator().manual_seed(seed)  # the run would seed exactly this
