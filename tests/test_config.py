@@ -135,3 +135,17 @@ def test_largest_seed_torch_accepts_is_valid() -> None:
 
     seed = compose_config(["seed=18446744073709551615"]).seed
     torch.Generator().manual_seed(seed)  # the run would seed exactly this
+
+
+def test_gradcheck_gives_each_method_only_the_sensealg_keys_it_accepts() -> None:
+    from nodecli.gradcheck import method_overrides
+
+    base = ["solver.rtol=1e-6", "sensealg.adjoint_rtol=1e-9", "sensealg.seminorm=true"]
+    assert method_overrides(base, "direct") == ["solver.rtol=1e-6", "sensealg=direct"]
+    assert method_overrides(base, "gauss") == [
+        "solver.rtol=1e-6",
+        "sensealg.adjoint_rtol=1e-9",
+        "sensealg=gauss",
+    ]
+    for method in SENSEALGS:  # every combination composes
+        compose_config(method_overrides(base, method))
