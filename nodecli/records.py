@@ -37,6 +37,7 @@ RUN_COLUMNS = (
     "threads",
     "host",
     "pid",
+    "overrides",
 )
 
 
@@ -204,13 +205,18 @@ def load_runs(
             "threads": info.get("threads"),
             "host": info.get("host"),
             "pid": info.get("pid"),
+            "overrides": info.get("overrides") or [],
         }
         for key in config:
             config_columns.setdefault(key, None)
         if metrics.empty:
             metrics = pd.DataFrame({"epoch": [pd.NA]})
         for key, value in {**run, **config}.items():
-            metrics.insert(len(metrics.columns), key, [value] * len(metrics))
+            # A list (the overrides) must stay one cell, not become a column of its own.
+            cells = pd.Series([value] * len(metrics), index=metrics.index, dtype=object)
+            metrics.insert(
+                len(metrics.columns), key, cells if isinstance(value, list) else cells.tolist()
+            )
         frames.append(metrics)
     if not frames:
         df = pd.DataFrame(columns=[*RUN_COLUMNS, "epoch"])

@@ -1,16 +1,24 @@
 """The report as text: rich (terminal), markdown, CSV, JSON and LaTeX tables.
 
-Imports nodecli.summary (the Summary it renders), grouping (names) and console.
+Every format carries the same whole labels. The terminal table never cuts a cell: it keeps
+one row per group and splits the figures over several tables when the width (COLUMNS, the
+terminal, or 200 in a pipe) is too small. Imports nodecli.summary (the Summary it
+renders), grouping (names) and console.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from typing import Any
 
 import pandas as pd
+from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
 
+from nodecli.console import make_console
 from nodecli.grouping import short_name
 from nodecli.summary import METRICS, Summary
 
@@ -44,9 +52,19 @@ def memory_header(column: str, unit: str = "MiB") -> str:
     return column.removesuffix("_bytes").replace("_", " ") + f" ({unit})"
 
 
+def speedup_cell(row: pd.Series) -> str:
+    """`1.91×`; `1.91×*` when compared with the pooled baseline runs (explained below)."""
+    value = row["speedup"]
+    if not math.isfinite(value):
+        return "–"
+    return f"{value:.2f}×" + ("*" if row.get("speedup_note") else "")
+
+
 def display_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
-    """The group table as text cells: header and rows (shared by rich/markdown/LaTeX)."""
-    headers = ["group", "runs", "epochs", *(h for _, h, _ in METRICS)]
+    """The group table as text cells: header and rows (shared by rich/markdown/LaTeX).
+    The first header names the grouping keys once; each row's first cell is the short
+    label (`tsit5 · adjoint`)."""
+    headers = [summary.header, "runs", "epochs", *(h for _, h, _ in METRICS)]
     units = {c: memory_unit(summary, c) for c in summary.memory_columns}
     headers += [memory_header(c, units[c][0]) for c in summary.memory_columns]
     with_speedup = summary.baseline is not None
@@ -57,13 +75,13 @@ def display_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
         runs = str(row["runs"])
         if row["incomplete"]:
             runs += f" (+{row['incomplete']})"
+        if row["mixed"]:
+            runs += " mixed!"
         cells = [row["group"], runs, str(row["epochs"])]
         cells += [_cell(row, metric, spec) for metric, _, spec in METRICS]
         cells += [_cell(row, c, ".1f", units[c][1]) for c in summary.memory_columns]
         if with_speedup:
-            cells.append(
-                _fmt(row["speedup"], ".2f") + ("×" if math.isfinite(row["speedup"]) else "")
-            )
+            cells.append(speedup_cell(row))
         rows.append(cells)
     return headers, rows
 
@@ -97,7 +115,7 @@ def _age(seconds: float) -> str:
 def describe(summary: Summary) -> str:
     by = ", ".join(short_name(k) for k in summary.by) or "nothing (one group)"
     done = int(summary.groups["runs"].sum()) if len(summary.groups) else 0
-    text = f"{summary.n_runs} run(s), {done} completed; grouped by {by}; mean ± std over runs"
+    text = f"{summary.n_runs} run(s), {done} averaged; grouped by {by}; mean ± std over runs"
     if summary.baseline:
         base = ",".join(f"{k}={v}" for k, v in summary.baseline.items())
         text += f"; speed-up = epoch time of {base} / epoch time of the group"
@@ -105,43 +123,88 @@ def describe(summary: Summary) -> str:
 
 
 NOTES = (
-    "runs (+k): k runs not completed, kept out of the means; "
+    "runs (+k): k runs not completed or with no finished epoch, kept out of the means; "
     "epoch time = median over epochs 2..N (epoch 1 when N = 1); "
     "NFE = vector-field evaluations per epoch; memory = peak over epochs"
 )
 
 
+def notes(summary: Summary) -> list[str]:
+    """The lines under the table: what was averaged, which keys follow from others, which
+    groups mix runs that differ, and which speed-ups use the pooled baseline."""
+    lines = [describe(summary)]
+    if summary.determined:
+        decided = ", ".join(f"{k} (by {short_name(v)})" for k, v in summary.determined.items())
+        lines.append(f"not grouped by keys another key decides: {decided}")
+    for label, what in summary.mixed.items():
+        lines.append(
+            f"mixed! group '{label}' averages runs that differ in {what}; "
+            "add the key to --by or narrow with --where"
+        )
+    pooled = summary.groups[summary.groups["speedup_note"] != ""] if len(summary.groups) else []
+    if len(pooled):
+        lines.append(
+            "speed-up*: no baseline group shares this group's other keys; "
+            + str(pooled["speedup_note"].iloc[0])
+        )
+    lines.append(NOTES)
+    return lines
+
+
+def report_console() -> Console:
+    """A rich console as wide as COLUMNS when set (also in a pipe), else the terminal's
+    width, else nodecli.console's pipe width."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return Console(highlight=False, width=int(columns))
+    return make_console()
+
+
+def fitted_tables(
+    console: Console, title: str, headers: list[str], rows: list[list[str]], keep: int = 1
+) -> list[Table]:
+    """TABLEs of at most the console's width, nothing cut: the first KEEP columns (the
+    labels) in each, the other columns split over as many tables as needed."""
+
+    def build(columns: list[int], part: str) -> Table:
+        table = Table(title=title + part, title_justify="left")
+        for i in columns:
+            table.add_column(headers[i], justify="left" if i < keep else "right", no_wrap=True)
+        for cells in rows:
+            table.add_row(*(cells[i] for i in columns))
+        return table
+
+    def width(columns: list[int]) -> int:
+        # Measured without the console's width limit (a measurement is clamped to it).
+        unlimited = console.options.update_width(10**5)
+        return Measurement.get(console, unlimited, build(columns, "")).maximum
+
+    chunks: list[list[int]] = []
+    current = list(range(keep))
+    for i in range(keep, len(headers)):
+        if len(current) > keep and width([*current, i]) > console.width:
+            chunks.append(current)
+            current = list(range(keep))
+        current.append(i)
+    chunks.append(current)
+    if len(chunks) == 1:
+        return [build(chunks[0], "")]
+    return [build(c, f" ({n}/{len(chunks)})") for n, c in enumerate(chunks, start=1)]
+
+
 def render_rich(summary: Summary) -> None:
-    from rich.table import Table
-
-    from nodecli.console import make_console
-
-    console = make_console()
+    console = report_console()
     headers, rows = display_table(summary)
-    caption = describe(summary) + "\n" + NOTES
-    needed = sum(max(len(h), *(len(r[i]) for r in rows)) + 3 for i, h in enumerate(headers))
-    if rows and needed > console.width:
-        # Too wide for this terminal: one column per group, one row per figure.
-        table = Table(title="nodecli report", caption=caption)
-        table.add_column("", justify="left", no_wrap=True)
-        for cells in rows:
-            table.add_column(cells[0], justify="right", no_wrap=True)
-        for i, name in enumerate(headers[1:], start=1):
-            table.add_row(name, *(cells[i] for cells in rows))
-    else:
-        table = Table(title="nodecli report", caption=caption)
-        for i, name in enumerate(headers):
-            table.add_column(
-                name, justify="left" if i == 0 else "right", overflow="fold", no_wrap=i < 2
-            )
-        for cells in rows:
-            table.add_row(*cells)
-    console.print(table)
+    for table in fitted_tables(console, "nodecli report", headers, rows):
+        console.print(table)
+    for line in notes(summary):
+        console.print(line, markup=False)
     if len(summary.incomplete):
         headers, rows = incomplete_table(summary)
-        table = Table(title="runs kept out of the means (not completed)")
-        for name in headers:
-            table.add_column(name, overflow="fold")
+        table = Table(title="runs kept out of the means", title_justify="left")
+        for i, name in enumerate(headers):
+            # Labels and statuses stay whole; errors and paths may wrap.
+            table.add_column(name, no_wrap=i < 3, overflow="fold")
         colours = {"failed": "red", "interrupted": "yellow", "stale": "magenta"}
         for cells in rows:
             colour = colours.get(cells[1], "cyan")
@@ -163,7 +226,7 @@ def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
 
 def render_markdown(summary: Summary) -> str:
     text = markdown_table(*display_table(summary))
-    text += f"\n\n{describe(summary)}; {NOTES}.\n"
+    text += "\n\n" + "".join(f"- {line}\n" for line in notes(summary))
     if len(summary.incomplete):
         headers, rows = incomplete_table(summary)
         text += "\nRuns kept out of the means (not completed):\n\n"
@@ -198,6 +261,7 @@ def render_latex(summary: Summary) -> str:
     lines.append(r"\hline")
     lines += [" & ".join(_latex_escape(c) for c in cells) + r" \\" for cells in rows]
     lines += [r"\hline", r"\end{tabular}"]
+    lines += [f"% {line}" for line in notes(summary)]
     return "\n".join(lines) + "\n"
 
 
@@ -217,6 +281,9 @@ def render_json(summary: Summary) -> str:
 
     data = {
         "group_by": [short_name(k) for k in summary.by],
+        "label_keys": summary.header,
+        "determined": {k: short_name(v) for k, v in summary.determined.items()},
+        "mixed": summary.mixed,
         "baseline": summary.baseline,
         "groups": records(summary.groups),
         "incomplete": records(summary.incomplete),
