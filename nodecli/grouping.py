@@ -170,24 +170,26 @@ def grouping_keys(df: pd.DataFrame) -> Grouping:
     return Grouping([c for c in varying if c in kept], determined)
 
 
-def value_label(column: str, value: Any) -> str:
-    """One key's part of a group label: a choice or a word names itself (`gauss`); a
-    number, a boolean or null says which key it is (`epochs=5`, `seminorm=true`)."""
-    text = format_value(value)
-    if is_missing(value):
-        return f"{column.rsplit('.', 1)[-1]} unset"
-    if is_choice(column) or (isinstance(value, str) and text not in ("true", "false", "null")):
-        return text
-    return f"{column.rsplit('.', 1)[-1]}={text}"
+def value_label(value: Any) -> str:
+    """One key's part of a group label: the value alone, since the header names the key.
+    A key the run's config does not have at all reads `unset` (null is a value)."""
+    return "unset" if is_missing(value) and value is not None else format_value(value)
 
 
 def group_label(values: dict[str, Any]) -> str:
     """The short label of a group: its keys' values joined by ' · ' (`tsit5 · adjoint`)."""
     if not values:
         return "all runs"
-    return LABEL_SEPARATOR.join(value_label(k, v) for k, v in values.items())
+    return LABEL_SEPARATOR.join(value_label(v) for v in values.values())
+
+
+def key_names(keys: Sequence[str]) -> list[str]:
+    """Short, distinct names for KEYS: `sensealg`, `solver`, `epochs` (train.epochs); the
+    dotted name where the last part alone would be ambiguous."""
+    last = [short_name(k) if is_choice(k) else k.rsplit(".", 1)[-1] for k in keys]
+    return [name if last.count(name) == 1 else key for name, key in zip(last, keys, strict=True)]
 
 
 def keys_header(keys: Sequence[str]) -> str:
     """The key names once, for the header above the labels (`solver · sensealg`)."""
-    return LABEL_SEPARATOR.join(short_name(k) for k in keys) or "all runs"
+    return LABEL_SEPARATOR.join(key_names(keys)) or "group"

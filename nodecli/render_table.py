@@ -15,11 +15,12 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
 from nodecli.console import make_console
-from nodecli.grouping import short_name
+from nodecli.grouping import LABEL_SEPARATOR, short_name
 from nodecli.summary import METRICS, Summary
 
 FORMATS = ("rich", "markdown", "csv", "json", "latex")
@@ -87,7 +88,7 @@ def display_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
 
 
 def incomplete_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
-    headers = ["group", "status", "epochs done", "last heartbeat", "error", "run"]
+    headers = [summary.header, "status", "epochs", "heartbeat", "error", "run"]
     rows = []
     for _, r in summary.incomplete.iterrows():
         age = r["heartbeat_age_s"]
@@ -160,16 +161,31 @@ def report_console() -> Console:
     return make_console()
 
 
+def wrap_header(header: str, width: int) -> str:
+    """HEADER (`solver · sensealg · …`) on as many lines as needed to be WIDTH wide,
+    broken only between key names, so the key list never makes the column wider."""
+    lines: list[str] = []
+    for name in header.split(LABEL_SEPARATOR):
+        if lines and len(lines[-1]) + len(LABEL_SEPARATOR) + len(name) <= width:
+            lines[-1] += LABEL_SEPARATOR + name
+        else:
+            lines.append(name)
+    return "\n".join(lines)
+
+
 def fitted_tables(
     console: Console, title: str, headers: list[str], rows: list[list[str]], keep: int = 1
 ) -> list[Table]:
     """TABLEs of at most the console's width, nothing cut: the first KEEP columns (the
     labels) in each, the other columns split over as many tables as needed."""
 
+    label_width = max([len(r[0]) for r in rows] + [24])
+    names = [wrap_header(headers[0], label_width), *headers[1:]]
+
     def build(columns: list[int], part: str) -> Table:
         table = Table(title=title + part, title_justify="left")
         for i in columns:
-            table.add_column(headers[i], justify="left" if i < keep else "right", no_wrap=True)
+            table.add_column(names[i], justify="left" if i < keep else "right", no_wrap=True)
         for cells in rows:
             table.add_row(*(cells[i] for i in columns))
         return table
@@ -200,17 +216,19 @@ def render_rich(summary: Summary) -> None:
     for line in notes(summary):
         console.print(line, markup=False)
     if len(summary.incomplete):
-        headers, rows = incomplete_table(summary)
-        table = Table(title="runs kept out of the means", title_justify="left")
-        for i, name in enumerate(headers):
-            # Labels and statuses stay whole; errors and paths may wrap.
-            table.add_column(name, no_wrap=i < 3, overflow="fold")
+        # One block per run rather than a table: errors and paths are long, and a table
+        # would have to cut them at 80 columns.
+        console.print("\n[bold]runs kept out of the means[/bold]")
         colours = {"failed": "red", "interrupted": "yellow", "stale": "magenta"}
-        for cells in rows:
-            colour = colours.get(cells[1], "cyan")
-            cells[1] = f"[{colour}]{cells[1]}[/{colour}]"
-            table.add_row(*cells)
-        console.print(table)
+        for label, status, epochs, heartbeat, error, run in incomplete_table(summary)[1]:
+            colour = colours.get(status, "cyan")
+            console.print(
+                f"[{colour}]{status}[/{colour}]: {escape(label)} "
+                f"({epochs} epochs done, heartbeat {heartbeat})"
+            )
+            if error:
+                console.print(f"  error: {error}", markup=False)
+            console.print(f"  run: {run}", markup=False)
 
 
 def _md_escape(text: str) -> str:
