@@ -266,7 +266,7 @@ LATEX_SPECIAL = {
 }
 
 
-def _latex_escape(text: str) -> str:
+def latex_escape(text: str) -> str:
     out = "".join(LATEX_SPECIAL.get(c, c) for c in text)
     return out.replace("±", r"$\pm$").replace("×", r"$\times$").replace("–", "--")
 
@@ -275,27 +275,25 @@ def render_latex(summary: Summary) -> str:
     headers, rows = display_table(summary)
     spec = "l" + "r" * (len(headers) - 1)
     lines = [r"\begin{tabular}{" + spec + "}", r"\hline"]
-    lines.append(" & ".join(_latex_escape(h) for h in headers) + r" \\")
+    lines.append(" & ".join(latex_escape(h) for h in headers) + r" \\")
     lines.append(r"\hline")
-    lines += [" & ".join(_latex_escape(c) for c in cells) + r" \\" for cells in rows]
+    lines += [" & ".join(latex_escape(c) for c in cells) + r" \\" for cells in rows]
     lines += [r"\hline", r"\end{tabular}"]
     lines += [f"% {line}" for line in notes(summary)]
     return "\n".join(lines) + "\n"
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if hasattr(value, "item"):
-        return _jsonable(value.item())
+        return jsonable(value.item())
     return value
 
 
 def render_json(summary: Summary) -> str:
     def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-        return [
-            {k: _jsonable(v) for k, v in row.items()} for row in frame.to_dict(orient="records")
-        ]
+        return [{k: jsonable(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
 
     data = {
         "group_by": [short_name(k) for k in summary.by],

@@ -12,8 +12,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from nodecli.errors import ConfigError, raise_usage_errors
+from nodecli.errors import EXIT_FAILED, EXIT_OK, ConfigError, raise_usage_errors
+from nodecli.grouping import resolve_key
 from nodecli.records import STALE_AFTER_S, read_metrics, read_run_info, run_state, warn
+from nodecli.render_epochs import render_epochs
 from nodecli.render_plot import plot
 from nodecli.render_table import (
     FORMATS,
@@ -63,7 +65,17 @@ def _parser() -> argparse.ArgumentParser:
         "when present; 'none' to omit)",
     )
     parser.add_argument("--format", choices=FORMATS, default="rich", help="output format")
-    parser.add_argument("--plot", metavar="FILE.png", help="also write a PNG figure")
+    parser.add_argument("--plot", metavar="FILE", help="also write the figure (.png, .svg or .pdf)")
+    parser.add_argument(
+        "--facet",
+        metavar="KEY",
+        help="one accuracy panel per value of KEY in the figure (grouped by KEY too)",
+    )
+    parser.add_argument(
+        "--epochs",
+        action="store_true",
+        help="print each group's per-epoch table (time, loss, accuracies, NFE) instead",
+    )
     parser.add_argument(
         "--stale-after",
         type=float,
@@ -91,7 +103,16 @@ def report_command(args: list[str]) -> int:
         raise ConfigError(f"no run under {where} matches --where {' '.join(options.where)}")
     by = [k for item in options.by for k in item.split(",") if k] or None
     summary = summarize(df, by, options.baseline)
-    if options.format == "rich":
+    facet = None
+    if options.facet:
+        facet = resolve_key(options.facet, df.attrs.get("config_columns", []), "--facet")
+        if facet not in summary.by:  # each panel must hold whole groups
+            summary = summarize(df, [*summary.by, facet], options.baseline)
+    if options.epochs:
+        text = render_epochs(df, summary, options.format)
+        if text is not None:
+            sys.stdout.write(text)
+    elif options.format == "rich":
         render_rich(summary)
     else:
         render = {
@@ -105,6 +126,8 @@ def report_command(args: list[str]) -> int:
             for _, r in summary.incomplete.iterrows():
                 warn(f"{r['status']} run kept out of the means: {r['run_dir']}")
     if options.plot:
-        plot(df, summary, Path(options.plot))
+        if not plot(df, summary, Path(options.plot), facet):
+            warn(f"--plot {options.plot}: no completed run with a finished epoch; not written")
+            return EXIT_FAILED
         print(f"plot: {options.plot}", file=sys.stderr)
-    return 0
+    return EXIT_OK
