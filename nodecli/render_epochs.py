@@ -50,7 +50,8 @@ def epoch_rows(table: pd.DataFrame) -> dict[str, tuple[list[str], list[list[str]
     for label, g in table.groupby("group", sort=False):
         last = int(g["epoch"].max())
         rows = [
-            [f"[{int(r['epoch'])}/{last}]", str(r["runs"]), *(_cell(r, *c) for c in present)]
+            [f"[{int(r['epoch'])}/{last}]", str(r["runs"])]
+            + [_cell(r, column, mean, std) for column, _, mean, std in present]
             for _, r in g.iterrows()
         ]
         out[str(label)] = (headers, rows)

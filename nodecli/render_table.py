@@ -158,7 +158,8 @@ def report_console() -> Console:
     columns = os.environ.get("COLUMNS", "")
     if columns.isdigit() and int(columns) > 0:
         return Console(highlight=False, width=int(columns))
-    return make_console()
+    # make_console's soft wrap would leave the notes unwrapped; wrap them at its width.
+    return Console(highlight=False, width=make_console().width)
 
 
 def wrap_header(header: str, width: int) -> str:
