@@ -31,6 +31,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 MARKERS = ("o", "s", "^", "D", "v", "P")
+# Coinciding groups share one line; several such lines differ by dash and marker.
+CLUSTER_STYLES = (("-", "x"), ("--", "+"), (":", "1"), ("-.", "2"))
+LEGEND_CHARS = 150  # characters a 13-inch-wide legend holds at the fonts used
 # Mean curves closer than this (percentage points, every epoch) are drawn as one.
 COINCIDE_PP = 0.01
 
@@ -42,12 +45,14 @@ class Style:
 
 
 def _styles(labels: list[str]) -> dict[str, Style]:
-    """One colour and marker per group, the same in every panel (tab10 × markers)."""
+    """One colour and marker per group, the same in every panel: tab10 up to 10 groups,
+    tab20 beyond (bars show no marker), then the markers tell repeated colours apart."""
     import matplotlib.pyplot as plt
 
-    cmap = plt.get_cmap("tab10")
+    size = 10 if len(labels) <= 10 else 20
+    cmap = plt.get_cmap(f"tab{size}")
     return {
-        label: Style(cmap(i % 10), MARKERS[(i // 10) % len(MARKERS)])
+        label: Style(cmap(i % size), MARKERS[(i // size) % len(MARKERS)])
         for i, label in enumerate(labels)
     }
 
@@ -99,13 +104,17 @@ def _accuracy_panel(
     """Mean ± std of test accuracy per epoch; coinciding groups as one black line."""
     clusters = coinciding(curves, labels)
     last = 1
+    shared = 0
     for cluster in clusters:
         curve = curves[cluster[0]]
         epochs = curve.index.to_numpy(dtype=float)
         mean, std = curve["mean"].to_numpy(), curve["std"].to_numpy()
         style = styles[cluster[0]]
-        colour, marker = (style.colour, style.marker) if len(cluster) == 1 else ("black", "x")
-        ax.plot(epochs, mean, marker=marker, color=colour, linewidth=1.8, markersize=4)
+        colour, marker, dash = style.colour, style.marker, "-"
+        if len(cluster) > 1:
+            dash, marker = CLUSTER_STYLES[shared % len(CLUSTER_STYLES)]
+            colour, shared = "black", shared + 1
+        ax.plot(epochs, mean, dash, marker=marker, color=colour, linewidth=1.8, markersize=5)
         ax.fill_between(epochs, mean - std, mean + std, color=colour, alpha=0.15, linewidth=0)
         last = max(last, int(epochs[-1]))
     from matplotlib.ticker import MaxNLocator
@@ -223,9 +232,12 @@ def build_figure(df: pd.DataFrame, summary: Summary, facet: str | None = None) -
         facet_name, column = key_names(summary.by)[summary.by.index(facet)], short_name(facet)
         facet_values = list(dict.fromkeys(groups[column]))
     font = 10 if n <= 8 else 9 if n <= 16 else 8
-    longest = max(len(label) for label in labels)
-    legend_cols = max(1, min(n, 4, int(110 / (longest + 6))))
-    legend_rows = math.ceil(n / legend_cols)
+    # The legend: columns as many as the labels allow in ~150 characters of width;
+    # notes (coinciding curves, mixed groups) wrapped to a column's width.
+    longest = max(len(label) for label in labels) + len(" (mixed!)")
+    legend_cols = max(1, min(n, 4, LEGEND_CHARS // (longest + 6)))
+    column_chars = max(longest, LEGEND_CHARS // legend_cols - 6)
+    legend_rows = math.ceil(n / legend_cols) + 4
     bar_height = max(2.4, 0.24 * n + 1.0)
     width = 13.0
     height = 3.6 + bar_height + 3.4 + 0.22 * (legend_rows + 3) + 0.8
@@ -262,15 +274,30 @@ def build_figure(df: pd.DataFrame, summary: Summary, facet: str | None = None) -
         _tradeoff_panel(
             acc_ax, groups, styles, "final_test_acc", "final test accuracy (%)", 1.0, True
         )
+        mixed = summary.mixed
         handles = [
-            Line2D([], [], color=styles[g].colour, marker=styles[g].marker, label=g) for g in labels
-        ]
+            Line2D(
+                [], [], color=styles[g].colour, marker=styles[g].marker,
+                label=g + (" (mixed!)" if g in mixed else ""),
+            )
+            for g in labels
+        ]  # fmt: skip
+        shared: dict[Any, int] = {}
         for value, cluster in clusters:
+            dash, marker = CLUSTER_STYLES[shared.get(value, 0) % len(CLUSTER_STYLES)]
+            shared[value] = shared.get(value, 0) + 1
             where = "" if value is None else f" ({facet_name} = {value})"
             text = f"identical accuracy curves{where}, drawn once: " + ", ".join(cluster)
             handles.append(
-                Line2D([], [], color="black", marker="x", label=textwrap.fill(text, 100))
-            )
+                Line2D([], [], linestyle=dash, color="black", marker=marker,
+                       label=textwrap.fill(text, column_chars))
+            )  # fmt: skip
+        if mixed:
+            handles.append(
+                Line2D([], [], linestyle="none", label=textwrap.fill(
+                    "mixed!: the group averages runs that differ in a key it hides "
+                    "(the report lists which)", column_chars))
+            )  # fmt: skip
         fig.legend(
             handles=handles,
             loc="outside lower center",

@@ -129,7 +129,7 @@ def _hidden_differences(members: pd.DataFrame, keys: Sequence[str], config: Sequ
             continue
         values = members[column].map(lambda v: "unset" if is_missing(v) else format_value(v))
         if values.nunique() > 1:
-            parts.append(f"{column} ({', '.join(_sorted_values(values.unique()))})")
+            parts.append(f"{short_name(column)} ({', '.join(_sorted_values(values.unique()))})")
     counts = members["epochs"].astype(int)
     if counts.nunique() > 1 and not any(p.startswith("train.epochs ") for p in parts):
         parts.append(f"finished epochs ({', '.join(map(str, sorted(counts.unique())))})")
