@@ -313,7 +313,7 @@ def test_coinciding_curves_are_drawn_once_and_named(tmp_path: Path) -> None:
         accuracy = fig.axes[0]
         assert len(accuracy.get_lines()) == 2  # one black line for three groups, gauss
         assert "3 of 4 groups coincide" in accuracy.get_title()
-        legend = " ".join(t.get_text() for t in fig.legends[0].get_texts())
+        legend = " ".join(" ".join(t.get_text().split()) for t in fig.legends[0].get_texts())
         assert "identical accuracy curves, drawn once: direct, adjoint, checkpoint" in legend
     finally:
         plt.close(fig)
