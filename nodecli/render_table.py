@@ -269,7 +269,9 @@ LATEX_SPECIAL = {
 
 def latex_escape(text: str) -> str:
     out = "".join(LATEX_SPECIAL.get(c, c) for c in text)
-    return out.replace("±", r"$\pm$").replace("×", r"$\times$").replace("–", "--")
+    for text_char, latex in (("±", r"$\pm$"), ("×", r"$\times$"), ("–", "--"), ("·", r"$\cdot$")):
+        out = out.replace(text_char, latex)
+    return out
 
 
 def render_latex(summary: Summary) -> str:

@@ -25,7 +25,7 @@ from nodecli.render_table import (
     render_markdown,
     render_rich,
 )
-from nodecli.summary import DEFAULT_BASELINE, filter_runs, load_runs, summarize
+from nodecli.summary import DEFAULT_BASELINE, NO_EPOCH, filter_runs, load_runs, summarize
 
 __all__ = ["load_runs", "read_metrics", "read_run_info", "report_command", "run_state", "summarize"]
 
@@ -124,7 +124,8 @@ def report_command(args: list[str]) -> int:
         sys.stdout.write(render(summary))
         if options.format in ("csv", "latex") and len(summary.incomplete):
             for _, r in summary.incomplete.iterrows():
-                warn(f"{r['status']} run kept out of the means: {r['run_dir']}")
+                why = f" ({r['error']})" if r["error"] == NO_EPOCH else ""
+                warn(f"{r['status']} run kept out of the means{why}: {r['run_dir']}")
     if options.plot:
         if not plot(df, summary, Path(options.plot), facet):
             warn(f"--plot {options.plot}: no completed run with a finished epoch; not written")

@@ -16,6 +16,7 @@ import yaml
 
 from nodecli import cli
 from nodecli.render_plot import build_figure
+from nodecli.render_table import latex_escape
 from nodecli.summary import NO_EPOCH, load_runs, summarize
 
 SENSEALGS = ("direct", "adjoint", "checkpoint", "interpolating", "gauss")
@@ -187,7 +188,7 @@ def test_other_formats_carry_the_full_labels(tmp_path: Path, capsys, n: int) -> 
     for label in labels:
         assert f"| {label} |" in outputs["markdown"]
         assert f"\n{label}," in outputs["csv"] or f'\n"{label}",' in outputs["csv"]
-        assert f"{label} & " in outputs["latex"]
+        assert f"{latex_escape(label)} & " in outputs["latex"]
     assert sorted(g["group"] for g in json.loads(outputs["json"])["groups"]) == sorted(labels)
 
 
