@@ -302,11 +302,13 @@ def build_figure(df: pd.DataFrame, summary: Summary, facet: str | None = None) -
             handles=handles,
             loc="outside lower center",
             ncols=legend_cols,
-            title=f"groups ({summary.header}); dashed: Pareto front",
+            title=(f"groups ({summary.header})" if summary.by else "all runs form one group")
+            + "; dashed: Pareto front",
             frameon=False,
         )
         fig.suptitle(
-            f"nodecli report: {int(groups['runs'].sum())} runs in {n} group(s), "
+            f"nodecli report: {int(groups['runs'].sum())} runs in {n} "
+            f"{'group' if n == 1 else 'groups'}, "
             f"mean ± std over runs"
         )
         _time_panels(fig, time_ax, nfe_ax, groups, styles)
