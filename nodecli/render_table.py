@@ -167,11 +167,12 @@ def wrap_header(header: str, width: int) -> str:
     broken only between key names, so the key list never makes the column wider."""
     lines: list[str] = []
     for name in header.split(LABEL_SEPARATOR):
-        if lines and len(lines[-1]) + len(LABEL_SEPARATOR) + len(name) <= width:
+        # +2: room for the " ·" that ends a line when the list goes on below it
+        if lines and len(lines[-1]) + len(LABEL_SEPARATOR) + len(name) + 2 <= width:
             lines[-1] += LABEL_SEPARATOR + name
         else:
             lines.append(name)
-    return "\n".join(lines)
+    return f"{LABEL_SEPARATOR.rstrip()}\n".join(lines)
 
 
 def fitted_tables(
