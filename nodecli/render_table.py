@@ -184,10 +184,17 @@ def fitted_tables(
     label_width = max([len(r[0]) for r in rows] + [24])
     names = [wrap_header(headers[0], label_width), *headers[1:]]
 
+    fold = False  # set when even labels + one figure exceed the width
+
     def build(columns: list[int], part: str) -> Table:
         table = Table(title=title + part, title_justify="left")
         for i in columns:
-            table.add_column(names[i], justify="left" if i < keep else "right", no_wrap=True)
+            # A label too long for the width wraps onto more lines rather than being cut.
+            wrap = fold and i == 0
+            table.add_column(
+                names[i], justify="left" if i < keep else "right", no_wrap=not wrap,
+                overflow="fold" if wrap else "ellipsis",
+            )  # fmt: skip
         for cells in rows:
             table.add_row(*(cells[i] for i in columns))
         return table
@@ -197,6 +204,7 @@ def fitted_tables(
         unlimited = console.options.update_width(10**5)
         return Measurement.get(console, unlimited, build(columns, "")).maximum
 
+    fold = len(headers) > keep and width([*range(keep), keep]) > console.width
     chunks: list[list[int]] = []
     current = list(range(keep))
     for i in range(keep, len(headers)):
