@@ -368,3 +368,16 @@ def test_the_overlap_check_catches_overlap_and_clipping() -> None:
     with pytest.raises(AssertionError, match="past the right edge"):
         assert_text_readable(fig)
     plt.close(fig)
+
+
+def test_a_label_wider_than_the_terminal_wraps_whole(tmp_path: Path, capsys, monkeypatch) -> None:
+    combos = write_groups(tmp_path, 12)
+    monkeypatch.setenv("COLUMNS", "36")  # narrower than label + one figure
+    code, out, err = report(capsys, str(tmp_path))
+    assert code == 0, err
+    assert "…" not in out and max(len(line) for line in out.splitlines()) <= 36
+    first_table = out.split("nodecli report (2/")[0]
+    cells = [line.split("│")[1].strip() for line in first_table.splitlines() if line[:1] == "│"]
+    text = " ".join(cells)
+    for label in expected_labels(12, combos):
+        assert label in text
