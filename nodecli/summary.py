@@ -26,11 +26,11 @@ from nodecli.grouping import (
     format_value,
     group_label,
     grouping_keys,
-    is_missing,
     keys_header,
     parse_pairs,
     resolve_key,
     short_name,
+    value_label,
 )
 from nodecli.records import load_runs
 
@@ -127,7 +127,7 @@ def _hidden_differences(members: pd.DataFrame, keys: Sequence[str], config: Sequ
     for column in config:
         if column in keys or column in NOT_GROUPING or column not in members:
             continue
-        values = members[column].map(lambda v: "unset" if is_missing(v) else format_value(v))
+        values = members[column].map(value_label)
         if values.nunique() > 1:
             parts.append(f"{short_name(column)} ({', '.join(_sorted_values(values.unique()))})")
     counts = members["epochs"].astype(int)
