@@ -72,8 +72,9 @@ def test_report_on_the_sweep(swept, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("|")]
     assert len(rows) == 2 + 2
-    assert rows[2].startswith("| sensealg=direct | 2 | 2 | ")
-    assert rows[3].startswith("| sensealg=adjoint | 2 | 2 | ")
+    assert rows[0].startswith("| sensealg | runs | epochs |")  # labels: values only (issue 10)
+    assert rows[2].startswith("| direct | 2 | 2 | ")
+    assert rows[3].startswith("| adjoint | 2 | 2 | ")
     assert all(row.count("±") >= 8 for row in rows[2:])
     assert "1.00×" in rows[2]
     assert (tmp_path / "r.png").read_bytes()[:4] == b"\x89PNG"

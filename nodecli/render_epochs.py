@@ -1,0 +1,94 @@
+"""`nodecli report --epochs`: each group's per-epoch table in the reference tutorial's
+units, so its printed lines (`[1/9]	Time 0.0871s	Training Accuracy: 37.48148%	Test
+Accuracy: 40.00000%`) can be put next to ours: time in seconds, accuracies in percent with
+five decimals, mean ± std over the group's runs.
+
+Imports nodecli.summary (the per-epoch numbers) and render_table (fitting, escaping).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+
+from nodecli.render_table import (
+    fitted_tables,
+    jsonable,
+    latex_escape,
+    markdown_table,
+    report_console,
+)
+from nodecli.summary import Summary, epoch_table
+
+# column in epoch_table, header, format of the mean, format of the std
+COLUMNS = (
+    ("train_time_s", "Time (s)", ".4f", ".4f"),
+    ("train_acc", "Training Accuracy (%)", ".5f", ".2f"),
+    ("test_acc", "Test Accuracy (%)", ".5f", ".2f"),
+    ("train_loss", "loss", ".4f", ".4f"),
+    ("nfe_forward", "NFE fwd", ".0f", ".0f"),
+    ("nfe_backward", "NFE bwd", ".0f", ".0f"),
+)
+
+
+def _cell(row: pd.Series, column: str, mean_spec: str, std_spec: str) -> str:
+    mean, std = row.get(f"{column}_mean", math.nan), row.get(f"{column}_std", math.nan)
+    if not isinstance(mean, float) or not math.isfinite(mean):
+        return "–"
+    text = format(mean, mean_spec)
+    return f"{text} ± {format(std, std_spec)}" if math.isfinite(std) else text
+
+
+def epoch_rows(table: pd.DataFrame) -> dict[str, tuple[list[str], list[list[str]]]]:
+    """Per group label: headers and text rows, the epoch written as the reference does
+    (`[1/9]`, N being the group's last epoch)."""
+    out: dict[str, tuple[list[str], list[list[str]]]] = {}
+    present = [c for c in COLUMNS if f"{c[0]}_mean" in table]
+    headers = ["epoch", "runs", *(c[1] for c in present)]
+    for label, g in table.groupby("group", sort=False):
+        last = int(g["epoch"].max())
+        rows = [
+            [f"[{int(r['epoch'])}/{last}]", str(r["runs"])]
+            + [_cell(r, column, mean, std) for column, _, mean, std in present]
+            for _, r in g.iterrows()
+        ]
+        out[str(label)] = (headers, rows)
+    return out
+
+
+def render_epochs(df: pd.DataFrame, summary: Summary, fmt: str) -> str | None:
+    """The per-epoch view in FMT; rich prints it itself and returns None."""
+    table = epoch_table(df, summary)
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    if fmt == "json":
+        records = [
+            {k: jsonable(v) for k, v in row.items()} for row in table.to_dict(orient="records")
+        ]
+        return json.dumps({"label_keys": summary.header, "epochs": records}, indent=2) + "\n"
+    per_group = epoch_rows(table)
+    if fmt == "rich":
+        console = report_console()
+        for label, (headers, rows) in per_group.items():
+            title = f"{summary.header}: {label}"
+            for part in fitted_tables(console, title, headers, rows, keep=2):
+                console.print(part)
+        console.print("mean ± std over the runs that reached each epoch", markup=False)
+        return None
+    if fmt == "markdown":
+        return "".join(
+            f"\n**{summary.header}: {label}**\n\n{markdown_table(headers, rows)}\n"
+            for label, (headers, rows) in per_group.items()
+        )
+    lines = []  # latex: one tabular per group
+    for label, (headers, rows) in per_group.items():
+        lines.append(f"% {summary.header}: {label}")
+        lines.append(r"\begin{tabular}{l" + "r" * (len(headers) - 1) + "}")
+        lines.append(r"\hline")
+        lines.append(" & ".join(latex_escape(h) for h in headers) + r" \\")
+        lines.append(r"\hline")
+        lines += [" & ".join(latex_escape(c) for c in cells) + r" \\" for cells in rows]
+        lines += [r"\hline", r"\end{tabular}", ""]
+    return "\n".join(lines)

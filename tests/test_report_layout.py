@@ -1,0 +1,383 @@
+"""`nodecli report` for 1 to 30 groups on records written here: grouping by the keys that
+really vary, whole labels in every text format and width, honest aggregation, and a
+figure whose text never overlaps or leaves the figure."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from nodecli import cli
+from nodecli.render_plot import build_figure
+from nodecli.render_table import latex_escape
+from nodecli.summary import NO_EPOCH, load_runs, summarize
+
+SENSEALGS = ("direct", "adjoint", "checkpoint", "interpolating", "gauss")
+# Per-method options exist only for the methods that use them (as in conf/sensealg).
+SENSEALG_OPTIONS: dict[str, dict[str, Any]] = {
+    "adjoint": {"seminorm": False},
+    "interpolating": {"seminorm": False, "checkpointing": False},
+    "gauss": {"checkpointing": True},
+}
+STEP_SIZE = {"tsit5": None, "dopri5": None, "bosh3": None, "rk4": 0.1}
+# number of groups -> (solvers, layer styles, sensealgs) whose product makes them
+SHAPES = {
+    1: (("tsit5",), ("module",), ("direct",)),
+    5: (("tsit5",), ("module",), SENSEALGS),
+    12: (("tsit5", "dopri5", "rk4"), ("module", "functional"), ("direct", "gauss")),
+    30: (("tsit5", "dopri5", "rk4"), ("module", "functional"), SENSEALGS),
+}
+METRIC_HEADERS = ("first epoch (s)", "epoch time (s)", "final test acc (%)", "NFE bwd/epoch")
+
+
+def write_run(
+    root: Path,
+    name: str,
+    *,
+    solver: str = "tsit5",
+    sensealg: str = "direct",
+    layer_style: str = "module",
+    seed: int = 0,
+    epochs: int = 4,
+    status: str = "completed",
+    finished: int | None = None,
+    speed: float = 1.0,
+    acc_shift: float = 0.0,
+    overrides: list[str] | None = None,
+    step_size: float | None = None,
+) -> Path:
+    """One run record as `nodecli train` writes it (run.json, metrics.csv, config)."""
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    config = {
+        "seed": seed,
+        "resume": None,
+        "solver": {"method": solver, "rtol": 0.001, "step_size": STEP_SIZE[solver]},
+        "sensealg": {"name": sensealg, **SENSEALG_OPTIONS.get(sensealg, {})},
+        "layer_style": {"name": layer_style},
+        "train": {"epochs": epochs, "lr": 0.001},
+    }
+    if step_size is not None:
+        config["solver"]["step_size"] = step_size
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    lines = ["epoch,train_time_s,train_loss,train_acc,test_acc,nfe_forward,nfe_backward,"
+             "hold_memory_bytes,peak_memory_bytes"]  # fmt: skip
+    for epoch in range(1, (epochs if finished is None else finished) + 1):
+        acc = 40 + 40 * (1 - 0.6**epoch) + acc_shift + seed
+        time_s = speed * (0.05 + 0.01 * seed) * (2.0 if epoch == 1 else 1.0)
+        lines.append(
+            f"{epoch},{time_s},{1 / epoch},{acc - 3},{acc},154,{143 * speed:.0f},"
+            f"{int(40000 * speed)},{int(480000 * speed)}"
+        )
+    (run / "metrics.csv").write_text("\n".join(lines) + "\n")
+    default = [f"solver={solver}", f"sensealg={sensealg}", f"layer_style={layer_style}"]
+    info = {
+        "status": status,
+        "error": "SolverError: step size underflow" if status == "failed" else None,
+        "started_at": "2026-11-23T06:00:00.000+00:00",
+        "ended_at": "2026-11-23T06:01:00.000+00:00",
+        "heartbeat_at": "2026-11-23T06:01:00.000+00:00",
+        "device": "cpu",
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "overrides": [*(default if overrides is None else overrides), f"seed={seed}"],
+    }
+    (run / "run.json").write_text(json.dumps(info))
+    return run
+
+
+def write_groups(root: Path, n: int) -> list[tuple[str, str, str]]:
+    """Records for N groups (2 seeds each), every group with its own speed and accuracy."""
+    combos = list(itertools.product(*SHAPES[n]))
+    for i, (solver, layer, sensealg) in enumerate(combos):
+        for seed in (0, 1):
+            write_run(
+                root, f"{i}-{seed}", solver=solver, layer_style=layer, sensealg=sensealg,
+                seed=seed, speed=1 + 0.13 * i, acc_shift=0.5 * i,
+            )  # fmt: skip
+    return combos
+
+
+def report(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["report", *args])
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+def expected_labels(n: int, combos: list[tuple[str, str, str]]) -> list[str]:
+    """The labels the grouping must produce: the varying parts in config order (solver,
+    sensealg, layer_style)."""
+    combos = [(solver, sensealg, layer) for solver, layer, sensealg in combos]
+    varying = [len(set(values)) > 1 for values in zip(*combos, strict=True)]
+    if not any(varying):
+        return ["all runs"]
+    return [" · ".join(v for v, keep in zip(c, varying, strict=True) if keep) for c in combos]
+
+
+def test_five_sensealgs_group_by_sensealg_alone_with_a_speedup_each(tmp_path: Path) -> None:
+    write_groups(tmp_path, 5)
+    summary = summarize(load_runs([tmp_path]))
+    assert summary.by == ["sensealg.name"]
+    # checkpointing and seminorm exist for some methods only: decided by sensealg.
+    assert set(summary.determined) == {"sensealg.checkpointing", "sensealg.seminorm"}
+    assert sorted(summary.groups["group"]) == sorted(SENSEALGS)
+    assert summary.header == "sensealg"
+    speedups = summary.groups.set_index("group")["speedup"]
+    times = summary.groups.set_index("group")["epoch_time_s_mean"]
+    for sensealg in SENSEALGS:
+        assert speedups[sensealg] == pytest.approx(times["direct"] / times[sensealg])
+
+
+def test_a_determined_key_the_user_set_still_groups(tmp_path: Path) -> None:
+    for seed in (0, 1):
+        write_run(tmp_path, f"rk4-{seed}", solver="rk4", seed=seed)
+        write_run(
+            tmp_path, f"rk4-fine-{seed}", solver="rk4", seed=seed, step_size=0.05,
+            overrides=["solver=rk4", "solver.step_size=0.05"],
+        )  # fmt: skip
+        write_run(tmp_path, f"tsit5-{seed}", solver="tsit5", seed=seed)
+    summary = summarize(load_runs([tmp_path]))
+    assert summary.by == ["solver.method", "solver.step_size"]
+    assert sorted(summary.groups["group"]) == ["rk4 · 0.05", "rk4 · 0.1", "tsit5 · null"]
+    assert summary.header == "solver · step_size"
+
+
+@pytest.mark.parametrize("n", sorted(SHAPES))
+@pytest.mark.parametrize("columns", ["80", "100", "200", None])
+def test_rich_table_keeps_every_label_whole(
+    tmp_path: Path, capsys, monkeypatch, n: int, columns: str | None
+) -> None:
+    combos = write_groups(tmp_path, n)
+    if columns is None:  # a pipe: no terminal, no COLUMNS
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    code, out, err = report(capsys, str(tmp_path))
+    assert code == 0, err
+    width = int(columns or 200)
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= width
+    assert "…" not in out  # rich's mark of a cut cell
+    table_rows = [line for line in lines if line.startswith("│")]
+    for label in expected_labels(n, combos):
+        cell = f"│ {label} "
+        rows = [line for line in table_rows if line.startswith(cell)]
+        assert rows, (label, out)
+    for header in METRIC_HEADERS:
+        assert header in out
+    # The default baseline (sensealg=direct) exists once sensealg varies.
+    assert ("speed-up" in out) == (len(SHAPES[n][2]) > 1)
+
+
+@pytest.mark.parametrize("n", sorted(SHAPES))
+def test_other_formats_carry_the_full_labels(tmp_path: Path, capsys, n: int) -> None:
+    combos = write_groups(tmp_path, n)
+    labels = expected_labels(n, combos)
+    outputs = {}
+    for fmt in ("markdown", "csv", "json", "latex"):
+        code, outputs[fmt], err = report(capsys, str(tmp_path), "--format", fmt)
+        assert code == 0, err
+    for label in labels:
+        assert f"| {label} |" in outputs["markdown"]
+        assert f"\n{label}," in outputs["csv"] or f'\n"{label}",' in outputs["csv"]
+        assert f"{latex_escape(label)} & " in outputs["latex"]
+    assert sorted(g["group"] for g in json.loads(outputs["json"])["groups"]) == sorted(labels)
+
+
+def test_mixed_groups_are_flagged_and_empty_runs_left_out_of_n(tmp_path: Path, capsys) -> None:
+    for i, epochs in enumerate((2, 5, 9)):
+        for solver in ("tsit5", "dopri5"):
+            overrides = [f"solver={solver}", f"train.epochs={epochs}"]
+            write_run(tmp_path, f"{solver}-{epochs}", solver=solver, epochs=epochs, seed=i,
+                      overrides=overrides)  # fmt: skip
+    write_run(tmp_path, "empty", solver="tsit5", epochs=9, finished=0)
+    write_run(tmp_path, "failed", solver="tsit5", epochs=9, finished=1, status="failed")
+    summary = summarize(load_runs([tmp_path]), by=["solver"])
+    groups = summary.groups.set_index("group")
+    assert groups.loc["tsit5", "runs"] == 3 and groups.loc["tsit5", "incomplete"] == 2
+    assert groups.loc["tsit5", "epochs"] == "2–9"
+    assert groups.loc["tsit5", "mixed"] == "train.epochs (2, 5, 9)"
+    left_out = summary.incomplete.set_index("run_dir")
+    assert left_out.loc[str(tmp_path / "empty"), "error"] == NO_EPOCH
+    code, out, err = report(capsys, str(tmp_path), "--by", "solver", "--format", "markdown")
+    assert code == 0, err
+    assert "| tsit5 | 3 (+2) mixed! | 2–9 |" in out
+    assert "group 'tsit5' averages runs that differ in train.epochs (2, 5, 9)" in out
+    # Grouped by default, the epoch count is a grouping key and nothing is mixed.
+    assert summarize(load_runs([tmp_path])).mixed == {}
+
+
+def test_speedup_against_pooled_baseline_when_no_group_shares_the_other_keys(
+    tmp_path: Path,
+) -> None:
+    write_run(tmp_path, "direct-tsit5", solver="tsit5", sensealg="direct")
+    write_run(tmp_path, "gauss-tsit5", solver="tsit5", sensealg="gauss", speed=2.0)
+    write_run(tmp_path, "gauss-dopri5", solver="dopri5", sensealg="gauss", speed=4.0)
+    summary = summarize(load_runs([tmp_path]))
+    groups = summary.groups.set_index("group")
+    base = groups.loc["tsit5 · direct", "epoch_time_s_mean"]
+    assert groups.loc["tsit5 · gauss", "speedup"] == pytest.approx(0.5)
+    assert groups.loc["tsit5 · gauss", "speedup_note"] == ""
+    pooled = groups.loc["dopri5 · gauss"]
+    assert pooled["speedup"] == pytest.approx(base / pooled["epoch_time_s_mean"])
+    assert pooled["speedup_note"] == "vs all sensealg=direct runs"
+
+
+def drawn_text_boxes(fig) -> list[tuple[str, Any]]:
+    """(text, window extent) of every non-empty text matplotlib actually draws."""
+    from matplotlib.text import Text
+
+    drawn: list[tuple[str, Any]] = []
+    original = Text.draw
+
+    def record(self, renderer):
+        original(self, renderer)
+        if self.get_visible() and self.get_text().strip():
+            drawn.append((self.get_text(), self.get_window_extent(renderer)))
+
+    Text.draw = record
+    try:
+        fig.canvas.draw()
+    finally:
+        Text.draw = original
+    return drawn
+
+
+def assert_text_readable(fig, at_least: int = 1) -> None:
+    """Every drawn text inside the figure, and no two overlapping (1 px tolerance)."""
+    boxes = drawn_text_boxes(fig)
+    assert len(boxes) >= at_least  # the recording saw the figure's texts
+    frame = fig.bbox
+    for text, box in boxes:
+        inside = box.x0 >= frame.x0 - 1 and box.x1 <= frame.x1 + 1
+        assert inside and box.y0 >= frame.y0 - 1 and box.y1 <= frame.y1 + 1, text
+    for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2):
+        dx = min(box_a.x1, box_b.x1) - max(box_a.x0, box_b.x0)
+        dy = min(box_a.y1, box_b.y1) - max(box_a.y0, box_b.y0)
+        assert dx <= 1 or dy <= 1, f"{a!r} overlaps {b!r}"
+
+
+@pytest.mark.parametrize("n", sorted(SHAPES))
+def test_figure_text_never_overlaps_nor_leaves_the_figure(tmp_path: Path, n: int) -> None:
+    import matplotlib.pyplot as plt
+
+    combos = write_groups(tmp_path, n)
+    df = load_runs([tmp_path])
+    summary = summarize(df)
+    fig = build_figure(df, summary)
+    try:
+        assert_text_readable(fig, at_least=20 + 2 * n)  # titles, ticks, a legend entry each
+        texts = {t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))}
+        for label in expected_labels(n, combos):
+            assert label in texts  # a y tick label and a legend entry
+    finally:
+        plt.close(fig)
+
+
+def test_facet_gives_one_accuracy_panel_per_value(tmp_path: Path, capsys) -> None:
+    import matplotlib.pyplot as plt
+
+    write_groups(tmp_path, 12)
+    df = load_runs([tmp_path])
+    summary = summarize(df)
+    fig = build_figure(df, summary, facet="solver.method")
+    try:
+        titles = [ax.get_title() for ax in fig.axes]
+        for solver in SHAPES[12][0]:
+            assert sum(t.startswith(f"solver = {solver}: ") for t in titles) == 1
+        assert_text_readable(fig)
+    finally:
+        plt.close(fig)
+    target = tmp_path / "facet.svg"
+    code, _, err = report(capsys, str(tmp_path), "--facet", "solver", "--plot", str(target))
+    assert code == 0, err
+    assert target.read_text().lstrip().startswith("<?xml")
+
+
+def test_coinciding_curves_are_drawn_once_and_named(tmp_path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    for sensealg in ("direct", "adjoint", "checkpoint"):
+        write_run(tmp_path, sensealg, sensealg=sensealg)  # identical accuracy curves
+    write_run(tmp_path, "gauss", sensealg="gauss", acc_shift=3.0)
+    df = load_runs([tmp_path])
+    fig = build_figure(df, summarize(df))
+    try:
+        accuracy = fig.axes[0]
+        assert len(accuracy.get_lines()) == 2  # one black line for three groups, gauss
+        assert "3 of 4 groups coincide" in accuracy.get_title()
+        legend = " ".join(" ".join(t.get_text().split()) for t in fig.legends[0].get_texts())
+        assert "identical accuracy curves, drawn once: direct, adjoint, checkpoint" in legend
+    finally:
+        plt.close(fig)
+
+
+def test_plot_with_nothing_to_draw_writes_nothing(tmp_path: Path, capsys) -> None:
+    write_groups(tmp_path, 5)
+    write_run(tmp_path, "failed", sensealg="gauss", finished=1, status="failed")
+    target = tmp_path / "r.png"
+    code, out, err = report(capsys, str(tmp_path), "--where", "status=failed", "--plot",
+                            str(target))  # fmt: skip
+    assert code == 1 and not target.exists()
+    assert "no completed run with a finished epoch; not written" in err
+    assert "SolverError: step size underflow" in out
+
+
+def test_epochs_view_in_the_reference_units(tmp_path: Path, capsys, monkeypatch) -> None:
+    write_groups(tmp_path, 5)
+    df = load_runs([tmp_path])
+    gauss = df[df["sensealg.name"] == "gauss"]
+    first = gauss[gauss["epoch"] == 1]
+    monkeypatch.setenv("COLUMNS", "100")
+    code, out, err = report(capsys, str(tmp_path), "--epochs")
+    assert code == 0, err
+    assert "sensealg: gauss" in out and "Training Accuracy (%)" in out and "…" not in out
+    line = next(line for line in out.splitlines() if "sensealg: gauss" in line)
+    block = out[out.index(line) :]
+    row = next(r for r in block.splitlines() if r.startswith("│ [1/4]"))
+    assert f"{first['test_acc'].mean():.5f} ± {first['test_acc'].std():.2f}" in row
+    assert f"{first['train_time_s'].mean():.4f}" in row
+    code, out, err = report(capsys, str(tmp_path), "--epochs", "--format", "csv")
+    assert code == 0 and out.count("\n") == 1 + 5 * 4  # header + groups × epochs
+
+
+def test_the_overlap_check_catches_overlap_and_clipping() -> None:
+    """The checker above fails on what it must catch: two labels on top of each other, and
+    a label hanging out of the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(4, 3))
+    fig.text(0.2, 0.5, "first label")
+    fig.text(0.3, 0.51, "second label")
+    with pytest.raises(AssertionError, match="overlaps"):
+        assert_text_readable(fig)
+    plt.close(fig)
+    fig = plt.figure(figsize=(4, 3))
+    fig.text(0.9, 0.5, "this text runs past the right edge")
+    with pytest.raises(AssertionError, match="past the right edge"):
+        assert_text_readable(fig)
+    plt.close(fig)
+
+
+def test_a_label_wider_than_the_terminal_wraps_whole(tmp_path: Path, capsys, monkeypatch) -> None:
+    combos = write_groups(tmp_path, 12)
+    monkeypatch.setenv("COLUMNS", "36")  # narrower than label + one figure
+    code, out, err = report(capsys, str(tmp_path))
+    assert code == 0, err
+    assert "…" not in out and max(len(line) for line in out.splitlines()) <= 36
+    first_table = out.split("nodecli report (2/")[0]
+    cells = [line.split("│")[1].strip() for line in first_table.splitlines() if line[:1] == "│"]
+    text = " ".join(cells)
+    for label in expected_labels(12, combos):
+        assert label in text
