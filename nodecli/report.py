@@ -1,9 +1,8 @@
 """`nodecli report`: the command line only. Reading lives in nodecli.records, grouping and
 aggregation (the Python API) in nodecli.summary, text in nodecli.render_table, the figure
-in nodecli.render_plot.
+in nodecli.render_plot; the record files are read by nodecli.runs.
 
-`read_run_info`, `read_metrics`, `run_state`, `load_runs` and `summarize` stay importable
-from here for existing callers (nodecli.sweep).
+`load_runs` and `summarize` stay importable from here (the README's Python API).
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from nodecli.errors import EXIT_FAILED, EXIT_OK, ConfigError, raise_usage_errors
 from nodecli.grouping import resolve_key
-from nodecli.records import STALE_AFTER_S, read_metrics, read_run_info, run_state, warn
+from nodecli.records import warn
 from nodecli.render_epochs import render_epochs
 from nodecli.render_plot import plot
 from nodecli.render_table import (
@@ -25,9 +24,10 @@ from nodecli.render_table import (
     render_markdown,
     render_rich,
 )
+from nodecli.runs import STALE_AFTER_S
 from nodecli.summary import DEFAULT_BASELINE, NO_EPOCH, filter_runs, load_runs, summarize
 
-__all__ = ["load_runs", "read_metrics", "read_run_info", "report_command", "run_state", "summarize"]
+__all__ = ["load_runs", "report_command", "summarize"]
 
 
 def _parser() -> argparse.ArgumentParser:
