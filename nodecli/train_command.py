@@ -22,7 +22,7 @@ from nodecli.hydra_app import (
     quote_override_value,
     run_hydra,
 )
-from nodecli.ownership import ClaimError, claim_folder
+from nodecli.ownership import ClaimError, ClaimLost, claim_folder
 from nodecli.resume_rules import (
     check_new_run_dir,
     check_writable,
@@ -51,7 +51,7 @@ def train_task(cfg: DictConfig) -> int:
         code = run_experiment(
             config, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task)
         )
-    except ConfigError as exc:  # the claim: another process owns the folder
+    except (ConfigError, ClaimLost) as exc:  # the folder is (now) another process's
         print(f"nodecli: error: {exc}", flush=True, file=sys.stderr)
         code = EXIT_USAGE
     except OSError as exc:  # the record could not even be started: nothing was trained
