@@ -98,6 +98,25 @@ def test_two_trains_into_one_folder_exactly_one_runs(tmp_path: Path) -> None:
         assert read_run_json(target)["argv"][:2] == ["nodecli", "train"]  # argv complete
 
 
+def test_two_resumes_of_one_run_exactly_one_trains(tmp_path: Path) -> None:
+    for round_ in range(2 * SCALE):
+        target = tmp_path / f"run{round_}"
+        first = cli(["train", *TINY, f"hydra.run.dir={target}"], tmp_path)
+        assert first.returncode == 0, first.stderr
+        epoch_one = (target / "metrics.csv").read_text().splitlines()[:2]
+        args = ["train", f"resume={target}", "train.epochs=3"]
+        procs = [start(args, tmp_path) for _ in range(2)]
+        COUNTS["faults_injected"] += 1
+        outs = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+        codes = sorted(code for code, _, _ in outs)
+        # The loser is refused while the winner runs, or finds all 3 epochs finished.
+        assert codes == [0, 2], outs
+        (loser_err,) = [err for code, _, err in outs if code == 2]
+        assert one_line(loser_err), loser_err
+        assert consistent(target, epochs=3)
+        assert (target / "metrics.csv").read_text().splitlines()[:2] == epoch_one
+
+
 def test_two_new_sweeps_into_one_folder_exactly_one_runs(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
     args = ["sweep", "seed=0,1", *TINY, f"hydra.sweep.dir={sweep_dir}"]
