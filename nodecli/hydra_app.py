@@ -15,9 +15,12 @@ import secrets
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:
+    from hydra.core.override_parser.types import Override
 
 from nodecli.config import (
     Config,
@@ -53,7 +56,7 @@ def hydra_arg_parser() -> argparse.ArgumentParser:
     return raise_usage_errors(get_args_parser(), "nodecli train --help lists the options")
 
 
-def parse_overrides(overrides: list[str]) -> list:
+def parse_overrides(overrides: list[str]) -> list[Override]:
     """OVERRIDES parsed by Hydra's grammar; a grammar error is one ConfigError line."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 

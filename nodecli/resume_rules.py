@@ -122,6 +122,19 @@ def validate_record(run_dir: Path, config: Config) -> int:
     return saved
 
 
+def check_resumable(run_dir: Path, config: Config, target: str) -> int:
+    """The record is consistent (`validate_record`) and has epochs left to train; return
+    the epochs kept. A run killed after its last checkpoint but before it said
+    "completed" may resume with nothing left to train: that only completes its record."""
+    finished = validate_record(run_dir, config)
+    if config.train.epochs <= finished and read_run_json(run_dir)["status"] == "completed":
+        raise ConfigError(
+            f"resume={target}: all {config.train.epochs} epochs are finished; "
+            "add train.epochs=N with a larger N to train further"
+        )
+    return finished
+
+
 def checkpoint_epoch(run_dir: Path, config: Config) -> int:
     """The epoch checkpoint.pt holds, after loading it into CONFIG's model and optimiser
     (so a truncated or foreign checkpoint is refused now, not half-way through resume)."""

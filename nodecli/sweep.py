@@ -18,7 +18,7 @@ import json
 
 from nodecli.errors import EXIT_FAILED, EXIT_OK, ConfigError
 from nodecli.hydra_app import hydra_arg_parser, quote_override_value, run_hydra
-from nodecli.ownership import claim_folder
+from nodecli.ownership import claim_folder, ensure_owned
 from nodecli.runs import (
     RUN_FILE,
     atomic_write_text,
@@ -86,6 +86,7 @@ def write_sweep_file(plan: SweepPlan) -> None:
         "n_jobs": len(plan.jobs),
         "jobs": plan.jobs,
     }
+    ensure_owned(plan.sweep_dir)
     atomic_write_text(plan.sweep_dir / SWEEP_FILE, json.dumps(record, indent=2) + "\n")
 
 

@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nodecli.config import Config
 from nodecli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, os_error_line
-from nodecli.ownership import ClaimError, claim_folder, release_folder
+from nodecli.ownership import ClaimError, claim_folder, ensure_owned, release_folder
 from nodecli.runs import ATTEMPTS_DIR, CHECKPOINT_FILE, METRICS_FILE, RUN_FILE, read_run_json
 from nodecli.sweep_plan import read_sweep_file
 
@@ -39,6 +39,7 @@ def archive_attempt(job_dir: Path) -> Path | None:
     attempts = job_dir / ATTEMPTS_DIR
     numbers = [int(p.name) for p in attempts.glob("*") if p.name.isdigit()]
     target = attempts / str(max(numbers, default=0) + 1)
+    ensure_owned(job_dir)  # moving a record is writing it
     target.mkdir(parents=True)
     for path in present:
         shutil.move(str(path), str(target / path.name))

@@ -22,14 +22,13 @@ from nodecli.hydra_app import (
     quote_override_value,
     run_hydra,
 )
-from nodecli.ownership import ClaimError, claim_folder
+from nodecli.ownership import ClaimError, ClaimLost, claim_folder
 from nodecli.resume_rules import (
     check_new_run_dir,
+    check_resumable,
     check_writable,
     resume_overrides,
-    validate_record,
 )
-from nodecli.runs import read_run_json
 
 DEFAULT_RUNS_ROOT = Path("outputs") / "runs"
 _exit_codes: list[int] = []
@@ -51,7 +50,7 @@ def train_task(cfg: DictConfig) -> int:
         code = run_experiment(
             config, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task)
         )
-    except ConfigError as exc:  # the claim: another process owns the folder
+    except (ConfigError, ClaimLost) as exc:  # the folder is (now) another process's
         print(f"nodecli: error: {exc}", flush=True, file=sys.stderr)
         code = EXIT_USAGE
     except OSError as exc:  # the record could not even be started: nothing was trained
@@ -76,14 +75,7 @@ def train_command(args: list[str]) -> int:
         config = compose_config(overrides)
         run_dir = Path(config.resume or "")
         claim_folder(run_dir, "resume")
-        finished = validate_record(run_dir, config)
-        # A run killed after its last checkpoint but before it said "completed" resumes
-        # with nothing left to train: that only completes its record.
-        if config.train.epochs <= finished and read_run_json(run_dir)["status"] == "completed":
-            raise ConfigError(
-                f"resume={target}: all {config.train.epochs} epochs are finished; "
-                "add train.epochs=N with a larger N to train further"
-            )
+        check_resumable(run_dir, config, target)
         check_environment(config)
         args = [*overrides, f"hydra.run.dir={quote_override_value(str(run_dir))}"]
     elif not informational:

@@ -25,6 +25,8 @@ from nodecli.runs import read_metrics, read_run_json
 
 pytestmark = pytest.mark.slow
 
+# NODECLI_FAULT_SCALE=3 runs three times the rounds (a longer soak than the suite's).
+SCALE = max(1, int(os.environ.get("NODECLI_FAULT_SCALE", "1")))
 COUNTS = {"runs_attempted": 0, "faults_injected": 0, "records_lost_or_inconsistent": 0}
 SLOW = ["data.n=600", "solver.rtol=1e-7", "solver.atol=1e-7", "train.batch_size=64"]
 
@@ -83,7 +85,7 @@ def one_line(stderr: str) -> bool:
 
 
 def test_two_trains_into_one_folder_exactly_one_runs(tmp_path: Path) -> None:
-    for round_ in range(4):
+    for round_ in range(4 * SCALE):
         target = tmp_path / f"run{round_}"
         procs = [start(["train", *TINY, f"hydra.run.dir={target}"], tmp_path) for _ in range(2)]
         COUNTS["faults_injected"] += 1
@@ -94,6 +96,25 @@ def test_two_trains_into_one_folder_exactly_one_runs(tmp_path: Path) -> None:
         assert "in use by pid" in loser_err or "already holds a run record" in loser_err
         assert consistent(target, epochs=1)
         assert read_run_json(target)["argv"][:2] == ["nodecli", "train"]  # argv complete
+
+
+def test_two_resumes_of_one_run_exactly_one_trains(tmp_path: Path) -> None:
+    for round_ in range(2 * SCALE):
+        target = tmp_path / f"run{round_}"
+        first = cli(["train", *TINY, f"hydra.run.dir={target}"], tmp_path)
+        assert first.returncode == 0, first.stderr
+        epoch_one = (target / "metrics.csv").read_text().splitlines()[:2]
+        args = ["train", f"resume={target}", "train.epochs=3"]
+        procs = [start(args, tmp_path) for _ in range(2)]
+        COUNTS["faults_injected"] += 1
+        outs = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+        codes = sorted(code for code, _, _ in outs)
+        # The loser is refused while the winner runs, or finds all 3 epochs finished.
+        assert codes == [0, 2], outs
+        (loser_err,) = [err for code, _, err in outs if code == 2]
+        assert one_line(loser_err), loser_err
+        assert consistent(target, epochs=3)
+        assert (target / "metrics.csv").read_text().splitlines()[:2] == epoch_one
 
 
 def test_two_new_sweeps_into_one_folder_exactly_one_runs(tmp_path: Path) -> None:
@@ -129,7 +150,7 @@ def mark_killed(job_dir: Path) -> None:
 def test_concurrent_sweep_resumes_train_every_job_once(tmp_path: Path) -> None:
     sweep_dir = killed_sweep(tmp_path)
     jobs = sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir())
-    for round_ in range(3):
+    for round_ in range(3 * SCALE):
         for job in jobs:
             mark_killed(job)
         procs = [start(["sweep", f"sweep.resume={sweep_dir}"], tmp_path) for _ in range(2)]
@@ -166,7 +187,7 @@ def kill_train_at_random(tmp_path: Path, target: Path, rng: random.Random) -> bo
 
 def test_sigkill_at_random_points_then_resume(tmp_path: Path) -> None:
     rng = random.Random(11)
-    for round_ in range(6):
+    for round_ in range(6 * SCALE):
         target = tmp_path / f"run{round_}"
         if not kill_train_at_random(tmp_path, target, rng):
             assert consistent(target, epochs=4)
@@ -192,7 +213,7 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path) -> None:
 
 def test_sigkill_during_a_sweep_then_resume(tmp_path: Path) -> None:
     rng = random.Random(5)
-    for round_ in range(2):
+    for round_ in range(2 * SCALE):
         sweep_dir = tmp_path / f"sweep{round_}"
         args = ["sweep", "seed=0,1", *SLOW, "train.epochs=3", f"hydra.sweep.dir={sweep_dir}"]
         proc = start(args, tmp_path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -62,9 +63,12 @@ def test_wheel_ships_conf_and_runs_from_elsewhere(tmp_path: Path) -> None:
     )
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
+    # Without PYTHONPATH: a checkout on it (as in a worktree) would shadow the wheel.
+    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run(
         [str(env_dir / "bin" / "nodecli"), "train", "train.epochs=1", "data.n=100"],
         cwd=elsewhere,
+        env=clean,
         capture_output=True,
         text=True,
         timeout=300,
@@ -75,6 +79,7 @@ def test_wheel_ships_conf_and_runs_from_elsewhere(tmp_path: Path) -> None:
     located = subprocess.run(
         [str(py), "-c", "import nodecli.hydra_app as h; print(h.conf_dir())"],
         cwd=elsewhere,
+        env=clean,
         capture_output=True,
         text=True,
         check=True,

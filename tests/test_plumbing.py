@@ -22,7 +22,12 @@ from nodecli.hydra_app import compose_config
 from nodecli.model import build_model
 from nodecli.ownership import CLAIM_FILE, ClaimError, ClaimLost, claim_folder, release_folder
 from nodecli.resume import save_training_state
-from nodecli.resume_rules import check_new_run_dir, resume_overrides, validate_record
+from nodecli.resume_rules import (
+    check_new_run_dir,
+    check_resumable,
+    resume_overrides,
+    validate_record,
+)
 from nodecli.runs import RunRecord, atomic_write_text, run_state
 from nodecli.sweep_plan import expand_jobs, plan_sweep
 from nodecli.train import make_optimizer, solve_spec
@@ -204,6 +209,18 @@ def test_a_kill_between_metrics_and_checkpoint_is_resumable(tmp_path: Path) -> N
     release_folder(run_dir)
     config = compose_config([*TINY[1:], "train.epochs=3", f"resume={run_dir}"])
     assert validate_record(run_dir, config) == 1
+
+
+def test_a_finished_run_resumes_only_to_train_further(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    write_record(run_dir, 2)
+    done = compose_config([*TINY[1:], "train.epochs=2", f"resume={run_dir}"])
+    with pytest.raises(ConfigError, match="all 2 epochs are finished"):
+        check_resumable(run_dir, done, str(run_dir))
+    # Killed after its last checkpoint, before "completed": resumable, to complete it.
+    info = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**info, "status": "running", "pid": DEAD_PID}))
+    assert check_resumable(run_dir, done, str(run_dir)) == 2
 
 
 def test_a_new_run_needs_an_empty_folder(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +13,7 @@ from nodecli.runs import (
     METRIC_COLUMNS,
     RunRecord,
     atomic_write_text,
+    read_metrics,
     read_metrics_rows,
     read_run_json,
 )
@@ -78,3 +80,40 @@ def test_unknown_status_is_refused(tmp_path: Path) -> None:
     record.start("cpu", 1, [])
     with pytest.raises(ValueError):
         record.finish("exploded")
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ('{"status": "compl', "invalid JSON"),
+        ("[1, 2]", "not a run record"),
+        ('{"epochs_completed": 2}', "not a run record (no status)"),
+    ],
+)
+def test_read_run_json_says_what_is_wrong_in_one_line(tmp_path: Path, text, expected) -> None:
+    (tmp_path / "run.json").write_text(text)
+    with pytest.raises(ValueError, match=re.escape(expected)) as info:
+        read_run_json(tmp_path)
+    assert len(str(info.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("", "empty file"),
+        ("epoch,train_time_s\n1,0.1\n", "no column 'train_acc'"),
+        ("epoch,train_time_s,train_acc,test_acc\n1,0.1,50\n", "truncated or malformed row"),
+    ],
+    ids=["empty", "header-cut", "row-cut"],
+)
+def test_read_metrics_refuses_a_damaged_table(tmp_path: Path, text, expected) -> None:
+    (tmp_path / "metrics.csv").write_text(text)
+    with pytest.raises(ValueError, match=expected):
+        read_metrics(tmp_path)
+    with pytest.raises(ValueError, match=expected):  # the writer's reader: same check
+        read_metrics_rows(tmp_path)
+
+
+def test_header_only_metrics_is_an_empty_table(tmp_path: Path) -> None:
+    (tmp_path / "metrics.csv").write_text(",".join(METRIC_COLUMNS) + "\n")
+    assert read_metrics(tmp_path).empty and read_metrics_rows(tmp_path) == []
