@@ -25,6 +25,7 @@ from nodecli.errors import ConfigError
 from nodecli.ode.methods import METHODS, SENSEALGS, GradientMethod, schema_name
 from nodecli.ode.settings import SolverSettings
 from nodecli.ode.tableaus import TABLEAUS
+from nodecli.trackers import LoggerConfig
 
 __all__ = ["SENSEALGS", "SOLVERS", "Config", "register_schema", "validate"]
 
@@ -86,6 +87,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
 def register_schema() -> None:

@@ -31,6 +31,7 @@ from nodecli.config import (
     validate,
 )
 from nodecli.errors import EXIT_USAGE, ConfigError, raise_usage_errors
+from nodecli.trackers import check_trackers
 
 
 def conf_dir() -> Path:
@@ -88,12 +89,31 @@ def compose_config(overrides: list[str]) -> Config:
     except ConfigError:
         raise
     except Exception as exc:  # Hydra/OmegaConf raise many types; all are bad input here
-        raise ConfigError(explain_compose_error(exc, conf_dir())) from exc
+        raise ConfigError(
+            unselected_tracker_key(overrides) or explain_compose_error(exc, conf_dir())
+        ) from exc
     finally:
         GlobalHydra.instance().clear()
     assert isinstance(config, Config)
     validate(config)
+    check_trackers(config.logger)
     return config
+
+
+def unselected_tracker_key(overrides: list[str]) -> str | None:
+    """A `logger.<tracker>.key=` override without that tracker chosen (OmegaConf only
+    says "Unexpected type for root: NoneType"): name the logger= choice it needs."""
+    chosen = " ".join(o for o in overrides if o.lstrip("+").startswith("logger="))
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        parts = key.split(".")
+        if len(parts) > 2 and parts[0] == "logger" and parts[1] not in chosen:
+            tracker = parts[1]
+            return (
+                f"{key} applies only when logger={tracker} is chosen (or a list with it, "
+                f"logger=[tensorboard,mlflow]); add logger={tracker}"
+            )
+    return None
 
 
 def check_environment(config: Config) -> None:

@@ -176,6 +176,7 @@ class Trackers:
 
     def __init__(self, cfg: LoggerConfig, run_dir: Path, params: Mapping[str, Any]) -> None:
         self.active: list[Tracker] = []
+        self.last: Mapping[str, Any] = {}  # the last epoch's row: the run's final figures
         makers = {"tensorboard": TensorBoardTracker, "mlflow": MLflowTracker}
         for name in cfg.names():
             try:
@@ -184,10 +185,12 @@ class Trackers:
                 _warn(name, exc)
 
     def log_epoch(self, row: Mapping[str, Any]) -> None:
+        self.last = row
         self._each("log_epoch", row)
 
-    def finish(self, status: str, final: Mapping[str, Any]) -> None:
-        self._each("finish", status, final)
+    def finish(self, status: str) -> None:
+        """Close every tracker with the run's status and its last epoch as final figures."""
+        self._each("finish", status, self.last)
         self.active = []
 
     def _each(self, method: str, *args: Any) -> None:

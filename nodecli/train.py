@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from nodecli.ownership import ClaimLost
 from nodecli.resume import ResumeError, load_training_state, save_training_state
 from nodecli.runs import CHECKPOINT_FILE, RunRecord
 from nodecli.signals import GracefulStop, StopRequested
+from nodecli.trackers import Trackers, flat_params
 
 console = make_console()
 err_console = make_console(stderr=True)
@@ -216,9 +217,21 @@ def run_experiment(cfg: Config, run_dir: Path, overrides: list[str]) -> int:
         torch.set_num_threads(cfg.device.threads)
     record = RunRecord(Path(run_dir))
     record.start(str(device), torch.get_num_threads(), overrides, resumed=cfg.resume is not None)
+    trackers = Trackers(cfg.logger, record.run_dir, flat_params(asdict(cfg)))
+    try:
+        return _run(cfg, device, record, trackers.log_epoch)
+    finally:
+        trackers.finish(str(record.info.get("status")))
+
+
+def _run(
+    cfg: Config, device: torch.device, record: RunRecord, on_epoch: Callable[[dict], None]
+) -> int:
+    """run_experiment's body: train, then close the record with the right status."""
+    run_dir = record.run_dir
     with GracefulStop() as stopper:
         try:
-            results = _train(cfg, device, record, stopper)
+            results = _train(cfg, device, record, stopper, on_epoch)
         except StopRequested as stop:
             done = record.info["epochs_completed"]
             record.finish("interrupted", error=f"{stop} after {done} finished epoch(s)")
@@ -263,7 +276,11 @@ def failure_message(exc: BaseException) -> str:
 
 
 def _train(
-    cfg: Config, device: torch.device, record: RunRecord, stopper: GracefulStop
+    cfg: Config,
+    device: torch.device,
+    record: RunRecord,
+    stopper: GracefulStop,
+    on_epoch: Callable[[dict], None],
 ) -> list[EpochResult]:
     torch.manual_seed(cfg.seed)
     data = load_dataset(
@@ -336,6 +353,7 @@ def _train(
             # redoes this epoch from the previous checkpoint and rewrites its row.
             record.append_epoch(result.as_row())
             save_training_state(record.run_dir, epoch, model, optimizer, generator)
+            on_epoch(result.as_row())  # trackers: after the record, which is the truth
             results.append(result)
             # print(), not rich: the reference line uses real tab characters.
             print(format_epoch_line(epoch, epochs, result), flush=True)

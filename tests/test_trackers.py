@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import run_dirs
 
 from nodecli.errors import ConfigError
 from nodecli.trackers import (
@@ -32,6 +33,7 @@ ROWS = [
         "peak_memory_bytes": float("nan"),
     },
 ]
+TINY2 = ["train.epochs=2", "data.n=200", "train.batch_size=64", "device=cpu"]
 PARAMS = flat_params({"seed": 0, "sensealg": {"name": "adjoint"}, "data": {"n": None}})
 
 
@@ -46,7 +48,7 @@ def test_tensorboard_scalars_read_back(tmp_path: Path) -> None:
     trackers = Trackers(LoggerConfig(tensorboard=TensorBoardConfig()), tmp_path, PARAMS)
     for row in ROWS:
         trackers.log_epoch(row)
-    trackers.finish("completed", ROWS[-1])
+    trackers.finish("completed")
     events = EventAccumulator(str(tmp_path / "tensorboard"))
     events.Reload()
     acc = events.Scalars("epoch/test_acc")
@@ -63,7 +65,7 @@ def test_mlflow_run_reads_back(tmp_path: Path) -> None:
     trackers = Trackers(cfg, tmp_path / "run-1", PARAMS)
     for row in ROWS:
         trackers.log_epoch(row)
-    trackers.finish("completed", ROWS[-1])
+    trackers.finish("completed")
     mlflow.set_tracking_uri(uri)
     (run,) = mlflow.search_runs(experiment_names=["t"]).to_dict("records")
     assert run["params.sensealg.name"] == "adjoint" and run["status"] == "FINISHED"
@@ -77,7 +79,7 @@ def test_unreachable_tracker_is_one_warning_and_training_goes_on(tmp_path: Path,
     cfg = LoggerConfig(mlflow=MLflowConfig(tracking_uri="http://127.0.0.1:9", experiment="t"))
     trackers = Trackers(cfg, tmp_path, PARAMS)
     trackers.log_epoch(ROWS[0])
-    trackers.finish("completed", ROWS[0])
+    trackers.finish("completed")
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("nodecli: warning: logger=mlflow failed")
 
@@ -88,3 +90,46 @@ def test_missing_client_is_one_line_naming_the_extra(monkeypatch) -> None:
         ConfigError, match=r"logger=tensorboard needs tensorboard.*nodecli\[trackers\]"
     ):
         check_trackers(LoggerConfig(tensorboard=TensorBoardConfig()))
+
+
+@pytest.mark.slow
+def test_train_logs_to_both_trackers_what_metrics_csv_holds(cli, tmp_path: Path) -> None:
+    pytest.importorskip("mlflow")
+    pytest.importorskip("tensorboard")
+    import mlflow
+    import pandas as pd
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    result = cli("train", "logger=[tensorboard,mlflow]", "sensealg=adjoint", *TINY2)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = run_dirs(tmp_path)
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    for column in ("train_loss", "test_acc", "nfe_forward", "hold_memory_bytes"):
+        logged = [(e.step, e.value) for e in events.Scalars(f"epoch/{column}")]
+        expected = list(zip(metrics["epoch"], metrics[column], strict=True))
+        assert logged == pytest.approx(expected, rel=1e-6)  # TensorBoard stores float32
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/outputs/mlflow.db")
+    (run,) = mlflow.search_runs(experiment_names=["nodecli"]).to_dict("records")
+    assert run["params.sensealg.name"] == "adjoint" and run["status"] == "FINISHED"
+    assert run["tags.nodecli.run_dir"] == str(run_dir.resolve()) or run_dir.name in str(
+        run["tags.nodecli.run_dir"]
+    )
+    history = mlflow.tracking.MlflowClient().get_metric_history(run["run_id"], "test_acc")
+    assert [(m.step, m.value) for m in history] == list(
+        zip(metrics["epoch"], metrics["test_acc"], strict=True)
+    )
+    assert run["metrics.final_test_acc"] == metrics["test_acc"].iloc[-1]
+
+
+@pytest.mark.slow
+def test_unreachable_mlflow_server_keeps_the_run_and_its_record(cli, tmp_path: Path) -> None:
+    pytest.importorskip("mlflow")
+    uri = "logger.mlflow.tracking_uri=http://127.0.0.1:9"
+    result = cli("train", "logger=mlflow", uri, *TINY2)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "logger=mlflow failed" in line]
+    assert len(warnings) == 1 and "Traceback" not in result.stderr
+    (run_dir,) = run_dirs(tmp_path)
+    assert len((run_dir / "metrics.csv").read_text().splitlines()) == 1 + 2
