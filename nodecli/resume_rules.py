@@ -83,9 +83,11 @@ def refuse_live(info: dict, what: str) -> None:
         )
 
 
-def validate_record(run_dir: Path, config: Config) -> int:
+def validate_record(run_dir: Path, config: Config, check_live: bool = True) -> int:
     """Check RUN_DIR's whole record against CONFIG; return the epochs resume keeps.
 
+    CHECK_LIVE=False only where the scheduler vouches that the writer is gone (a requeued
+    sweep job restarting on another node, whose old heartbeat may still look fresh).
     Write order per epoch is metrics.csv, run.json, checkpoint.pt, so after any kill the
     checkpointed epochs c, recorded epochs e and metric rows r satisfy c <= e <= r <= c+1
     (the one unsaved epoch is redone). Anything else is damage: refuse, touch nothing.
@@ -95,7 +97,8 @@ def validate_record(run_dir: Path, config: Config) -> int:
         info = read_run_json(run_dir)
     except ValueError as exc:
         raise ConfigError(f"{where}: {RUN_FILE} is damaged ({exc}); {UNCHANGED}") from exc
-    refuse_live(info, where)
+    if check_live:
+        refuse_live(info, where)
     recorded = info.get("epochs_completed")
     if not isinstance(recorded, int) or recorded < 0:
         raise ConfigError(f"{where}: {RUN_FILE} has no valid epochs_completed; {UNCHANGED}")

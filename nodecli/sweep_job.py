@@ -3,18 +3,24 @@ node): claim the job folder, skip a completed job, move an earlier attempt aside
 
 The claim comes first, so two sweeps (or a sweep and a `train resume=`) can never both
 run one job or move each other's live record into attempts/.
+
+A job that the scheduler restarts (SLURM requeue, preemption, or submitit's requeue at
+the time limit) continues its own record from the last finished epoch instead of
+starting over, so no finished epoch is trained twice.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from nodecli.config import Config
-from nodecli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, os_error_line
+from nodecli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, os_error_line
 from nodecli.ownership import ClaimError, claim_folder, ensure_owned, release_folder
+from nodecli.resume_rules import validate_record
 from nodecli.runs import ATTEMPTS_DIR, CHECKPOINT_FILE, METRICS_FILE, RUN_FILE, read_run_json
 from nodecli.sweep_plan import read_sweep_file
 
@@ -46,6 +52,26 @@ def archive_attempt(job_dir: Path) -> Path | None:
     return target
 
 
+def scheduler_restarts() -> int:
+    """How often the scheduler has restarted this job (SLURM sets SLURM_RESTART_COUNT on
+    a requeued job; submitit requeues through SLURM too); 0 outside a scheduler."""
+    try:
+        return int(os.environ.get("SLURM_RESTART_COUNT", "0"))
+    except ValueError:
+        return 0
+
+
+def restart_point(job_dir: Path, config: Config) -> tuple[int | None, str]:
+    """(epochs kept, why) for a restarted job: its record's finished epochs when the
+    record is whole, else (None, what is wrong) and the job starts over."""
+    if scheduler_restarts() < 1 or not (job_dir / RUN_FILE).exists():
+        return None, ""
+    try:
+        return validate_record(job_dir, config, check_live=False), ""
+    except ConfigError as exc:
+        return None, str(exc)
+
+
 def sweep_task(cfg: DictConfig) -> int:
     """What Hydra runs for each sweep job; it never raises (one job must not stop others)
     except to stop the whole sweep on Ctrl-C / SIGTERM."""
@@ -74,11 +100,17 @@ def sweep_task(cfg: DictConfig) -> int:
         if status == "completed":
             print(f"[sweep] {label} skipped (already completed): {what}", flush=True)
             return EXIT_OK
-        moved = archive_attempt(job_dir)
-        note = f" (previous {status} record moved to {moved})" if moved else ""
-        print(f"[sweep] {label} started: {what} -> {job_dir}{note}", flush=True)
         config = OmegaConf.to_object(cfg)
         assert isinstance(config, Config)
+        kept, why = restart_point(job_dir, config)
+        if kept is not None:
+            config.resume = str(job_dir)
+            note = f" (restarted by the scheduler: continuing after epoch {kept})"
+        else:
+            moved = archive_attempt(job_dir)
+            note = f" (previous {status} record moved to {moved})" if moved else ""
+            note += f" (restarted, but the record cannot be continued: {why})" if why else ""
+        print(f"[sweep] {label} started: {what} -> {job_dir}{note}", flush=True)
         code = run_experiment(config, job_dir, overrides)
     except OSError as exc:
         print(f"[sweep] {label} failed: {os_error_line(exc)}", flush=True)

@@ -12,6 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import nodecli_command, run_cli
 from slurm_cluster import missing_binaries, start_cluster
@@ -75,15 +76,7 @@ def test_cancelled_job_is_not_completed_and_resume_reruns_it(cluster, tmp_path: 
         text=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        job_dir = None
-        while time.monotonic() < deadline:
-            found = list(tmp_path.glob("outputs/sweeps/*/*/0_*/run.json"))
-            if found and json.loads(found[0].read_text()).get("epochs_completed", 0) >= 1:
-                job_dir = found[0].parent
-                break
-            time.sleep(0.2)
-        assert job_dir is not None, "the SLURM job never finished an epoch"
+        job_dir = wait_for_epoch(tmp_path, 1)
         (job_id,) = [j for j, state in cluster.jobs().items() if state == "RUNNING"]
         cluster.run("scancel", job_id)
         output, _ = sweep.communicate(timeout=120)
@@ -102,3 +95,54 @@ def test_cancelled_job_is_not_completed_and_resume_reruns_it(cluster, tmp_path: 
     done = record(job_dir)
     assert done["status"] == "completed" and done["epochs_completed"] == 4
     assert len((job_dir / "metrics.csv").read_text().splitlines()) == 1 + 4
+
+
+def test_requeued_job_resumes_and_trains_no_epoch_twice(cluster, tmp_path: Path) -> None:
+    job = ["train.epochs=4", "data.n=5000", "train.batch_size=16", "device=cpu"]
+    env = {**os.environ, **cluster.env, "COLUMNS": "200"}
+    sweep = subprocess.Popen(
+        [*nodecli_command(), "sweep", "seed=0", *job, *SLURM],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        job_dir = wait_for_epoch(tmp_path, 1)
+        (job_id,) = [j for j, state in cluster.jobs().items() if state == "RUNNING"]
+        cluster.run("scontrol", "requeue", job_id)
+        # SLURM holds a requeued job for ~2 minutes (BeginTime); start it now instead.
+        cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+        output, _ = sweep.communicate(timeout=300)
+    finally:
+        sweep.kill()
+    assert sweep.returncode == 0, output
+    done = record(job_dir)
+    assert done["status"] == "completed" and done["epochs_completed"] == 4, done
+    logs = "".join(p.read_text() for p in job_dir.parent.glob(".submitit/*/*_log.out"))
+    assert "restarted by the scheduler: continuing after epoch" in logs, logs
+    # The same experiment without interruption: every number but the times is equal.
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    result = run_cli(["train", "seed=0", *job, f"hydra.run.dir={plain / 'run'}"], plain)
+    assert result.returncode == 0, result.stderr
+    requeued = pd.read_csv(job_dir / "metrics.csv")
+    straight = pd.read_csv(plain / "run" / "metrics.csv")
+    assert requeued["epoch"].tolist() == [1, 2, 3, 4]  # no finished epoch trained twice
+    same = [c for c in straight.columns if not c.endswith("time_s")]
+    pd.testing.assert_frame_equal(requeued[same], straight[same])
+
+
+def wait_for_epoch(root: Path, epochs: int, timeout: float = 120) -> Path:
+    """The first sweep job's folder once its record holds EPOCHS finished epochs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in root.glob("outputs/sweeps/*/*/0_*/run.json"):
+            try:
+                if json.loads(path.read_text()).get("epochs_completed", 0) >= epochs:
+                    return path.parent
+            except ValueError:  # caught mid-write by a non-atomic reader: look again
+                pass
+        time.sleep(0.2)
+    raise AssertionError(f"no sweep job finished {epochs} epoch(s) in {timeout} s")
