@@ -12,7 +12,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH_PIN)
-	$(PY) -m pip install --quiet -e '.[dev,launchers]'
+	$(PY) -m pip install --quiet -e '.[dev,launchers,trackers,hpo]'
 	touch $@
 
 demo: install

@@ -30,7 +30,7 @@ from nodecli.config import (
     unknown_keys,
     validate,
 )
-from nodecli.errors import EXIT_USAGE, ConfigError, raise_usage_errors
+from nodecli.errors import EXIT_FAILED, EXIT_USAGE, ConfigError, raise_usage_errors
 from nodecli.trackers import check_trackers
 
 
@@ -166,6 +166,9 @@ def run_hydra(
         if error.filename is None and output_dir is not None:
             error = OSError(error.errno, error.strerror, str(output_dir))
         raise error from None
+    except _HydraFailure as exc:  # a plugin gave up (e.g. Optuna with no completed trial)
+        print(f"nodecli: error: {exc.message}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_FAILED) from None
     finally:
         sys.argv, hydra_utils.run_and_report = saved, report
 
@@ -178,11 +181,23 @@ class _HydraOSError(SystemExit):
         self.error = error
 
 
+class _HydraFailure(SystemExit):
+    """Carries any other error raised inside Hydra or a plugin (nodecli's own tasks never
+    raise) past run_and_report, which would print its traceback; cli shows one line."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(EXIT_FAILED)
+        text = str(error).strip()
+        self.message = f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
 def _pass_os_errors(func: Callable[[], Any]) -> Any:
     try:
         return func()
     except OSError as exc:
         raise _HydraOSError(exc) from None
+    except Exception as exc:  # noqa: BLE001 - reported as one line, not a traceback
+        raise _HydraFailure(exc) from None
 
 
 def quote_override_value(value: str) -> str:

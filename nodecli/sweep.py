@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 
 from nodecli.errors import EXIT_FAILED, EXIT_OK, ConfigError
+from nodecli.hpo import OBJECTIVES, describe_best, quiet_optuna, trial_overrides
 from nodecli.hydra_app import hydra_arg_parser, quote_override_value, run_hydra
 from nodecli.ownership import claim_folder, ensure_owned
 from nodecli.runs import (
@@ -33,6 +34,7 @@ from nodecli.sweep_plan import (
     SWEEP_FILE,
     SweepPlan,
     find_job_dir,
+    job_folders,
     new_sweep_dir,
     plan_sweep,
     read_sweep_file,
@@ -83,9 +85,11 @@ def write_sweep_file(plan: SweepPlan) -> None:
         "resumed_at": [*stored.get("resumed_at", []), *([now_iso()] if plan.resume else [])],
         "job_overrides": plan.job_args,
         "hydra_overrides": plan.hydra_overrides,
-        "n_jobs": len(plan.jobs),
+        "n_jobs": plan.search.n_trials if plan.search else len(plan.jobs),
         "jobs": plan.jobs,
     }
+    if plan.search:  # the jobs are Optuna's trials, filled in as they run
+        record["objective"] = plan.search.objective
     ensure_owned(plan.sweep_dir)
     atomic_write_text(plan.sweep_dir / SWEEP_FILE, json.dumps(record, indent=2) + "\n")
 
@@ -118,10 +122,19 @@ def sweep_command(args: list[str]) -> int:
     write_sweep_file(plan)
     console = make_console()
     verb = "resuming" if plan.resume else "running"
-    print(
-        f"[sweep] {verb} {len(plan.jobs)} job(s), numbered from 0, in {plan.sweep_dir}",
-        flush=True,
-    )
+    if plan.search:
+        quiet_optuna()
+        s = plan.search
+        print(
+            f"[sweep] searching with Optuna: {s.n_trials} trial(s), numbered from 0, to "
+            f"{s.direction} {s.objective} ({OBJECTIVES[s.objective][1]}), in {plan.sweep_dir}",
+            flush=True,
+        )
+    else:
+        print(
+            f"[sweep] {verb} {len(plan.jobs)} job(s), numbered from 0, in {plan.sweep_dir}",
+            flush=True,
+        )
     launcher = [o for o in plan.hydra_overrides if o.startswith("hydra/launcher=")]
     if launcher and launcher[-1] != "hydra/launcher=basic":
         # Jobs print their own start line in the launcher's processes / logs.
@@ -131,6 +144,7 @@ def sweep_command(args: list[str]) -> int:
     hydra_args = [
         "--multirun",
         *plan.hydra_overrides,
+        *([f"hydra.sweeper.direction={plan.search.direction}"] if plan.search else []),
         *plan.job_args,
         f"hydra.sweep.dir={quote_override_value(str(plan.sweep_dir))}",
     ]
@@ -146,8 +160,14 @@ def sweep_command(args: list[str]) -> int:
             stopped_by = code
         elif code != 0:
             print(f"[sweep] the launcher stopped with exit code {exc.code}", flush=True)
+    trials = job_folders(plan.sweep_dir) if plan.search else {}
+    if plan.search:  # the trials Optuna ran, read back from their folders
+        plan.jobs = [trial_overrides(path) for _, path in sorted(trials.items())]
+        write_sweep_file(plan)
     results = collect_results(plan)
     console.print(summary_table(plan, results))
+    if plan.search:
+        print(describe_best(trials, plan.search), flush=True)
     failed = [r for r in results if r.status != "completed"]
     if interrupted:
         raise KeyboardInterrupt
@@ -159,10 +179,12 @@ def sweep_command(args: list[str]) -> int:
         )
         return stopped_by
     if failed:
-        print(
-            f"[sweep] {len(failed)} of {len(results)} job(s) did not complete; re-run them with "
-            f"`nodecli sweep {RESUME_KEY}={plan.sweep_dir}`"
+        again = (
+            "start a new search to try again"
+            if plan.search
+            else f"re-run them with `nodecli sweep {RESUME_KEY}={plan.sweep_dir}`"
         )
+        print(f"[sweep] {len(failed)} of {len(results)} job(s) did not complete; {again}")
         return EXIT_FAILED
     print(
         f"[sweep] all {len(results)} job(s) completed; compare them with "

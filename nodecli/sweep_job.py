@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nodecli.config import Config
 from nodecli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, os_error_line
+from nodecli.hpo import trial_result
 from nodecli.ownership import ClaimError, claim_folder, ensure_owned, release_folder
 from nodecli.resume_rules import validate_record
 from nodecli.runs import ATTEMPTS_DIR, CHECKPOINT_FILE, METRICS_FILE, RUN_FILE, read_run_json
@@ -72,19 +73,29 @@ def restart_point(job_dir: Path, config: Config) -> tuple[int | None, str]:
         return None, str(exc)
 
 
-def sweep_task(cfg: DictConfig) -> int:
-    """What Hydra runs for each sweep job; it never raises (one job must not stop others)
-    except to stop the whole sweep on Ctrl-C / SIGTERM."""
+def sweep_task(cfg: DictConfig) -> int | float | None:
+    """What Hydra runs for each sweep job: its exit code, or in an Optuna search the
+    trial's objective read back from its record (None, a failed trial, if it did not
+    complete). It never raises (one job must not stop others) except to stop the whole
+    sweep on Ctrl-C / SIGTERM."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_cfg = HydraConfig.get()
+    job_dir = Path(hydra_cfg.runtime.output_dir)
+    plan = read_sweep_file(Path(hydra_cfg.sweep.dir))
+    code = run_job(cfg, job_dir, hydra_cfg.job.num, plan.get("n_jobs", "?"))
+    objective = plan.get("objective")
+    return trial_result(job_dir, objective) if isinstance(objective, str) else code
+
+
+def run_job(cfg: DictConfig, job_dir: Path, num: int, total: object) -> int:
+    """Claim JOB_DIR, then skip, continue or (re)train the job; return its exit code."""
     from hydra.core.hydra_config import HydraConfig
 
     # Imported here: the training stack is only needed in the process that trains.
     from nodecli.train import run_experiment
 
-    hydra_cfg = HydraConfig.get()
-    job_dir = Path(hydra_cfg.runtime.output_dir)
-    overrides = list(hydra_cfg.overrides.task)
-    num = hydra_cfg.job.num
-    total = read_sweep_file(Path(hydra_cfg.sweep.dir)).get("n_jobs", "?")
+    overrides = list(HydraConfig.get().overrides.task)
     label = f"job {num} (of {total})"
     what = " ".join(overrides) or "(defaults)"
     try:

@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 
 from nodecli.config import Config
 from nodecli.errors import ConfigError
+from nodecli.hpo import HPO_EXTRA, OBJECTIVE_KEY, OPTUNA, Search, is_search, plan_search
 from nodecli.hydra_app import check_environment, compose_config, parse_overrides
 from nodecli.runs import RUN_FILE, folder_entries
 
@@ -37,6 +38,7 @@ class SweepPlan:
     resume: bool = False
     dir_given: bool = False
     job_args: list[str] = field(default_factory=list)  # as typed: sweep lists unexpanded
+    search: Search | None = None  # hydra/sweeper=optuna: jobs are Optuna's trials
 
     @property
     def job_overrides(self) -> list[str]:
@@ -151,11 +153,14 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
     parsed = parse_overrides(overrides)
     resume: str | None = None
     sweep_dir: str | None = None
+    objective: str | None = None
     job: list[str] = []
     hydra: list[str] = []
     for text, override in zip(overrides, parsed, strict=True):
         key = override.get_key_element()
-        if key == RESUME_KEY:
+        if key == OBJECTIVE_KEY:
+            objective = str(override.value())
+        elif key == RESUME_KEY:
             if override.is_sweep_override():
                 raise ConfigError(f"{RESUME_KEY} takes one sweep directory, not a list")
             resume = str(override.value())
@@ -165,23 +170,43 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
             hydra.append(text)
         else:
             job.append(text)
+    if objective is not None and not is_search(hydra):
+        raise ConfigError(f"{OBJECTIVE_KEY} is for searches: add {OPTUNA}")
     if resume is not None:
+        if is_search(hydra) or read_sweep_file(Path(resume)).get("objective"):
+            raise ConfigError(
+                f"{RESUME_KEY} cannot continue an Optuna search (its sampler state lived in "
+                "the sweep's process); start a new search, `nodecli report` reads both"
+            )
         return _plan_resume(Path(resume), resume, sweep_dir, job, hydra)
+    if is_search(hydra):
+        search = plan_search(job, hydra, objective)
+        given = Path(sweep_dir) if sweep_dir is not None else Path()
+        if sweep_dir is not None:
+            refuse_used_sweep_dir(given, sweep_dir)
+        return SweepPlan(
+            given, [], hydra, dir_given=sweep_dir is not None, job_args=job, search=search
+        )
     if sweep_dir is not None:
         given = Path(sweep_dir)
-        if given.is_dir() and any(given.glob(f"*/{RUN_FILE}")):
-            raise ConfigError(
-                f"hydra.sweep.dir={sweep_dir} already holds runs; resume it with "
-                f"{RESUME_KEY}={sweep_dir} or choose a new directory"
-            )
-        foreign = folder_entries(given)
-        if foreign:
-            raise ConfigError(
-                f"hydra.sweep.dir={sweep_dir} is not empty ({', '.join(foreign[:3])}); "
-                "choose an empty or new directory"
-            )
+        refuse_used_sweep_dir(given, sweep_dir)
         return SweepPlan(given, expand_jobs(job), hydra, dir_given=True, job_args=job)
     return SweepPlan(Path(), expand_jobs(job), hydra, job_args=job)
+
+
+def refuse_used_sweep_dir(given: Path, sweep_dir: str) -> None:
+    """A new sweep starts only in an empty or new folder."""
+    if given.is_dir() and any(given.glob(f"*/{RUN_FILE}")):
+        raise ConfigError(
+            f"hydra.sweep.dir={sweep_dir} already holds runs; resume it with "
+            f"{RESUME_KEY}={sweep_dir} or choose a new directory"
+        )
+    foreign = folder_entries(given)
+    if foreign:
+        raise ConfigError(
+            f"hydra.sweep.dir={sweep_dir} is not empty ({', '.join(foreign[:3])}); "
+            "choose an empty or new directory"
+        )
 
 
 def _plan_resume(
@@ -225,7 +250,8 @@ def _plan_resume(
 def validate_jobs(plan: SweepPlan) -> list[Config]:
     """Compose and validate every job (with the Hydra overrides), then check the machine."""
     configs = []
-    for job in plan.jobs:
+    jobs = plan.search.probes if plan.search else plan.jobs
+    for job in jobs:
         try:
             configs.append(compose_config([*plan.hydra_overrides, *job]))
         except ConfigError as exc:
@@ -236,7 +262,13 @@ def validate_jobs(plan: SweepPlan) -> list[Config]:
                     "launchers: basic, joblib, submitit_local, submitit_slurm (the last three: "
                     "pip install 'nodecli[launchers]')"
                 ) from exc
-            where = f" (in job {' '.join(job)})" if len(plan.jobs) > 1 else ""
+            sweeper = re.search(r"Could not find 'hydra/sweeper/([^']*)'", str(exc))
+            if sweeper:
+                raise ConfigError(
+                    f"hydra/sweeper={sweeper.group(1)} is not an installed sweeper; nodecli "
+                    f"searches with hydra/sweeper=optuna ({HPO_EXTRA})"
+                ) from exc
+            where = f" (in job {' '.join(job)})" if len(jobs) > 1 else ""
             raise ConfigError(f"{exc}{where}") from exc
     checked = set()
     for config in configs:

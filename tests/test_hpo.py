@@ -1,0 +1,115 @@
+"""Hyper-parameter search with Hydra's Optuna sweeper: planning in process, one real search."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from nodecli.errors import ConfigError
+from nodecli.hpo import best_trial, objective_value, plan_search, probe_jobs, trial_result
+from nodecli.sweep_plan import plan_sweep, validate_jobs
+
+pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+
+SEARCH = ["hydra/sweeper=optuna", "hydra.sweeper.n_trials=3"]
+
+
+def test_probes_put_every_searched_key_at_its_bounds_and_choices() -> None:
+    probes = probe_jobs(
+        ["train.lr=tag(log,interval(1e-4,1e-2))", "sensealg=direct,adjoint,gauss", "seed=1"]
+    )
+    assert probes == [
+        ["train.lr=0.0001", "sensealg=direct", "seed=1"],
+        ["train.lr=0.01", "sensealg=adjoint", "seed=1"],
+        ["train.lr=0.0001", "sensealg=gauss", "seed=1"],
+    ]
+
+
+def test_search_plan_takes_trials_objective_and_direction() -> None:
+    plan = plan_sweep([*SEARCH, "train.lr=interval(1e-4,1e-2)", "sweep.objective=epoch_time"])
+    assert plan.search is not None and plan.jobs == []
+    assert (plan.search.n_trials, plan.search.objective, plan.search.direction) == (
+        3,
+        "epoch_time",
+        "minimize",
+    )
+    assert plan_search([], [], None).direction == "maximize"  # test_acc by default
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train.lr=interval(-1,1e-2)"], "train.lr=-1.0 is out of range"),
+        (["train.lrr=interval(1e-4,1e-2)"], "did you mean 'train.lr'"),
+        (["sensealg=direct,nope"], "sensealg=nope is not an option"),
+        (["sweep.objective=loss"], "valid: test_acc, train_acc, epoch_time, train_time"),
+        (["hydra.sweeper.direction=minimize"], "leave out hydra.sweeper.direction"),
+        (["hydra.sweeper.n_trials=0"], "runs no trial"),
+    ],
+)
+def test_a_search_that_cannot_work_is_refused_before_anything_runs(args, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate_jobs(plan_sweep([*SEARCH, *args]))
+
+
+def test_objective_without_a_search_and_resume_of_a_search_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="sweep.objective is for searches"):
+        plan_sweep(["seed=0,1", "sweep.objective=test_acc"])
+    (tmp_path / "sweep.json").write_text(json.dumps({"objective": "test_acc", "n_jobs": 2}))
+    with pytest.raises(ConfigError, match="cannot continue an Optuna search"):
+        plan_sweep([f"sweep.resume={tmp_path}"])
+
+
+def write_trial(job_dir: Path, status: str, rows: list[tuple[float, float]]) -> Path:
+    job_dir.mkdir(parents=True)
+    (job_dir / "run.json").write_text(json.dumps({"status": status}))
+    lines = ["epoch,train_time_s,train_acc,test_acc"]
+    lines += [f"{i},{t},50.0,{acc}" for i, (t, acc) in enumerate(rows, start=1)]
+    (job_dir / "metrics.csv").write_text("\n".join(lines) + "\n")
+    return job_dir
+
+
+def test_objectives_are_read_back_from_the_record(tmp_path: Path) -> None:
+    run = write_trial(tmp_path / "0", "completed", [(3.0, 40.0), (1.0, 60.0), (2.0, 70.0)])
+    assert objective_value(run, "test_acc") == 70.0
+    assert objective_value(run, "train_acc") == 50.0
+    assert objective_value(run, "epoch_time") == 1.5  # median of epochs 2..N
+    assert objective_value(run, "train_time") == 6.0
+    failed = write_trial(tmp_path / "1", "failed", [(1.0, 90.0)])
+    assert math.isnan(objective_value(failed, "test_acc"))
+    assert trial_result(failed, "test_acc") is None  # a failed trial for the sweeper
+    search = plan_search([], [], "test_acc")
+    assert best_trial({0: run, 1: failed}, search) == (0, run, 70.0)
+
+
+@pytest.mark.slow
+def test_optuna_search_of_four_trials_reports_its_best(cli, tmp_path: Path) -> None:
+    result = cli(
+        "sweep",
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.n_trials=4",
+        "hydra.sweeper.sampler.seed=0",
+        "train.lr=tag(log,interval(1e-4,3e-2))",
+        "solver.rtol=interval(1e-4,1e-2)",
+        "train.epochs=1",
+        "data.n=300",
+        "train.batch_size=64",
+        "device=cpu",
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    (sweep_dir,) = [p.parent for p in tmp_path.glob("outputs/sweeps/*/*/sweep.json")]
+    trials = {int(p.parent.name.split("_")[0]): p.parent for p in sweep_dir.glob("*/run.json")}
+    assert sorted(trials) == [0, 1, 2, 3]
+    values = {num: objective_value(path, "test_acc") for num, path in trials.items()}
+    best = max(values, key=lambda n: values[n])
+    assert f"[sweep] best trial: job {best}, test_acc = {values[best]:.6g}" in result.stdout
+    plan = json.loads((sweep_dir / "sweep.json").read_text())
+    assert plan["objective"] == "test_acc" and len(plan["jobs"]) == 4
+    assert all(any(o.startswith("train.lr=") for o in job) for job in plan["jobs"])
+    report = cli("report", str(sweep_dir), "--format", "csv")
+    assert report.returncode == 0, report.stderr
+    assert len(report.stdout.strip().splitlines()) == 1 + 4  # one group per trial
