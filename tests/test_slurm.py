@@ -112,8 +112,7 @@ def test_requeued_job_resumes_and_trains_no_epoch_twice(cluster, tmp_path: Path)
         job_dir = wait_for_epoch(tmp_path, 1)
         (job_id,) = [j for j, state in cluster.jobs().items() if state == "RUNNING"]
         cluster.run("scontrol", "requeue", job_id)
-        # SLURM holds a requeued job for ~2 minutes (BeginTime); start it now instead.
-        cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+        release_requeued(cluster, job_id)
         output, _ = sweep.communicate(timeout=300)
     finally:
         sweep.kill()
@@ -146,3 +145,23 @@ def wait_for_epoch(root: Path, epochs: int, timeout: float = 120) -> Path:
                 pass
         time.sleep(0.2)
     raise AssertionError(f"no sweep job finished {epochs} epoch(s) in {timeout} s")
+
+
+def release_requeued(cluster, job_id: str, timeout: float = 60) -> None:
+    """SLURM holds a requeued job for ~2 minutes (BeginTime): once it is pending again,
+    make it eligible now, so the test does not wait for that delay."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = cluster.jobs().get(job_id)
+        if state == "PENDING":
+            cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+        elif state == "RUNNING" and _restarts(cluster, job_id) >= 1:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"requeued job {job_id} did not start again in {timeout} s")
+
+
+def _restarts(cluster, job_id: str) -> int:
+    out = cluster.run("scontrol", "-o", "show", "job", job_id)
+    fields = dict(kv.split("=", 1) for kv in out.split() if "=" in kv)
+    return int(fields.get("Restarts", "0"))
