@@ -210,15 +210,3 @@ def _warn(name: str, exc: BaseException) -> None:
         file=sys.stderr,
         flush=True,
     )
-
-
-def flat_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A nested config as dotted keys (`sensealg.name`), the trackers' parameter names."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flat_params(value, f"{name}."))
-        else:
-            out[name] = value
-    return out

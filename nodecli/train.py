@@ -32,9 +32,9 @@ from nodecli.ode.spec import SolveSpec
 from nodecli.optim import Adam
 from nodecli.ownership import ClaimLost
 from nodecli.resume import ResumeError, load_training_state, save_training_state
-from nodecli.runs import CHECKPOINT_FILE, RunRecord
+from nodecli.runs import CHECKPOINT_FILE, RunRecord, flatten
 from nodecli.signals import GracefulStop, StopRequested
-from nodecli.trackers import Trackers, flat_params
+from nodecli.trackers import Trackers
 
 console = make_console()
 err_console = make_console(stderr=True)
@@ -217,7 +217,7 @@ def run_experiment(cfg: Config, run_dir: Path, overrides: list[str]) -> int:
         torch.set_num_threads(cfg.device.threads)
     record = RunRecord(Path(run_dir))
     record.start(str(device), torch.get_num_threads(), overrides, resumed=cfg.resume is not None)
-    trackers = Trackers(cfg.logger, record.run_dir, flat_params(asdict(cfg)))
+    trackers = Trackers(cfg.logger, record.run_dir, flatten(asdict(cfg)))
     try:
         return _run(cfg, device, record, trackers.log_epoch)
     finally:

@@ -21,6 +21,8 @@ pytestmark = pytest.mark.slow
 
 TINY = ["train.epochs=1", "data.n=200", "train.batch_size=64", "device=cpu"]
 SLURM = ["hydra/launcher=submitit_slurm", "hydra.launcher.timeout_min=10"]
+# Small batches make each epoch last about a second, so scancel / requeue land mid-training.
+LONG_JOB = ["seed=0", "train.epochs=4", "data.n=5000", "train.batch_size=16", "device=cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -64,20 +66,9 @@ def test_submitit_slurm_sweep_completes_and_reports(cluster, tmp_path: Path) -> 
 
 
 def test_cancelled_job_is_not_completed_and_resume_reruns_it(cluster, tmp_path: Path) -> None:
-    # Small batches make each epoch last about a second, so scancel lands mid-training.
-    long_job = ["train.epochs=4", "data.n=5000", "train.batch_size=16", "device=cpu"]
-    env = {**os.environ, **cluster.env, "COLUMNS": "200"}
-    sweep = subprocess.Popen(
-        [*nodecli_command(), "sweep", "seed=0", *long_job, *SLURM],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    sweep = start_long_sweep(cluster, tmp_path)
     try:
-        job_dir = wait_for_epoch(tmp_path, 1)
-        (job_id,) = [j for j, state in cluster.jobs().items() if state == "RUNNING"]
+        job_dir, job_id = running_job(cluster, tmp_path)
         cluster.run("scancel", job_id)
         output, _ = sweep.communicate(timeout=120)
     finally:
@@ -98,19 +89,9 @@ def test_cancelled_job_is_not_completed_and_resume_reruns_it(cluster, tmp_path: 
 
 
 def test_requeued_job_resumes_and_trains_no_epoch_twice(cluster, tmp_path: Path) -> None:
-    job = ["train.epochs=4", "data.n=5000", "train.batch_size=16", "device=cpu"]
-    env = {**os.environ, **cluster.env, "COLUMNS": "200"}
-    sweep = subprocess.Popen(
-        [*nodecli_command(), "sweep", "seed=0", *job, *SLURM],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    sweep = start_long_sweep(cluster, tmp_path)
     try:
-        job_dir = wait_for_epoch(tmp_path, 1)
-        (job_id,) = [j for j, state in cluster.jobs().items() if state == "RUNNING"]
+        job_dir, job_id = running_job(cluster, tmp_path)
         cluster.run("scontrol", "requeue", job_id)
         release_requeued(cluster, job_id)
         output, _ = sweep.communicate(timeout=300)
@@ -124,13 +105,32 @@ def test_requeued_job_resumes_and_trains_no_epoch_twice(cluster, tmp_path: Path)
     # The same experiment without interruption: every number but the times is equal.
     plain = tmp_path / "plain"
     plain.mkdir()
-    result = run_cli(["train", "seed=0", *job, f"hydra.run.dir={plain / 'run'}"], plain)
+    result = run_cli(["train", "seed=0", *LONG_JOB, f"hydra.run.dir={plain / 'run'}"], plain)
     assert result.returncode == 0, result.stderr
     requeued = pd.read_csv(job_dir / "metrics.csv")
     straight = pd.read_csv(plain / "run" / "metrics.csv")
     assert requeued["epoch"].tolist() == [1, 2, 3, 4]  # no finished epoch trained twice
     same = [c for c in straight.columns if not c.endswith("time_s")]
     pd.testing.assert_frame_equal(requeued[same], straight[same])
+
+
+def start_long_sweep(cluster, root: Path) -> subprocess.Popen:
+    """A one-job LONG_JOB sweep on the cluster, in the background."""
+    return subprocess.Popen(
+        [*nodecli_command(), "sweep", *LONG_JOB, *SLURM],
+        cwd=root,
+        env={**os.environ, **cluster.env, "COLUMNS": "200"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def running_job(cluster, root: Path) -> tuple[Path, str]:
+    """(job folder, SLURM job id) once the sweep's job has finished its first epoch."""
+    job_dir = wait_for_epoch(root, 1)
+    (job_id,) = [j for j, state in cluster.jobs().items() if state == "RUNNING"]
+    return job_dir, job_id
 
 
 def wait_for_epoch(root: Path, epochs: int, timeout: float = 120) -> Path:

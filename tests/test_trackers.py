@@ -8,13 +8,13 @@ import pytest
 from conftest import run_dirs
 
 from nodecli.errors import ConfigError
+from nodecli.runs import flatten
 from nodecli.trackers import (
     LoggerConfig,
     MLflowConfig,
     TensorBoardConfig,
     Trackers,
     check_trackers,
-    flat_params,
 )
 
 ROWS = [
@@ -34,10 +34,10 @@ ROWS = [
     },
 ]
 TINY2 = ["train.epochs=2", "data.n=200", "train.batch_size=64", "device=cpu"]
-PARAMS = flat_params({"seed": 0, "sensealg": {"name": "adjoint"}, "data": {"n": None}})
+PARAMS = flatten({"seed": 0, "sensealg": {"name": "adjoint"}, "data": {"n": None}})
 
 
-def test_flat_params_uses_dotted_keys() -> None:
+def test_params_are_dotted_keys() -> None:
     assert PARAMS == {"seed": 0, "sensealg.name": "adjoint", "data.n": None}
 
 
