@@ -9,10 +9,11 @@ TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 
 install: $(VENV)/.installed
 
+# peers: torchdyn and torchode, so the tests cover every backend=.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH_PIN)
-	$(PY) -m pip install --quiet -e '.[dev,launchers]'
+	$(PY) -m pip install --quiet -e '.[dev,launchers,peers]'
 	touch $@
 
 demo: install
@@ -31,7 +32,6 @@ lint: install
 	$(VENV)/bin/ruff format --check nodecli tests benchmarks
 
 bench: install
-	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/bench_epoch.py --epochs 9 --rounds 4 --out benchmarks/RESULTS.md
 
 clean:

@@ -216,7 +216,13 @@ def run_experiment(cfg: Config, run_dir: Path, overrides: list[str]) -> int:
     if cfg.device.threads is not None:
         torch.set_num_threads(cfg.device.threads)
     record = RunRecord(Path(run_dir))
-    record.start(str(device), torch.get_num_threads(), overrides, resumed=cfg.resume is not None)
+    record.start(
+        str(device),
+        torch.get_num_threads(),
+        overrides,
+        resumed=cfg.resume is not None,
+        backend=cfg.backend.name,
+    )
     trackers = Trackers(cfg.logger, record.run_dir, flat_params(asdict(cfg)))
     try:
         return _run(cfg, device, record, trackers.log_epoch)
@@ -287,7 +293,12 @@ def _train(
         cfg.dataset.name, cfg.data.n, cfg.data.split, cfg.seed, cfg.dataset.root
     ).to(device)
     model = build_model(
-        cfg.layer_style.name, solve_spec(cfg), cfg.model.latent, cfg.model.hidden, cfg.model.t1
+        cfg.layer_style.name,
+        solve_spec(cfg),
+        cfg.model.latent,
+        cfg.model.hidden,
+        cfg.model.t1,
+        backend=cfg.backend.name,
     ).to(device)
     optimizer = make_optimizer(model, cfg.train.lr)
     generator = torch.Generator().manual_seed(cfg.seed)
