@@ -31,8 +31,10 @@ lint: install
 	$(VENV)/bin/ruff check nodecli tests benchmarks
 	$(VENV)/bin/ruff format --check nodecli tests benchmarks
 
+# Every backend × sensealg (× layer_style for nodecli) as nodecli sweeps at two scales, then
+# nodecli report; writes benchmarks/RESULTS.md (benchmarks/bench_sweep.py says how).
 bench: install
-	$(PY) benchmarks/bench_epoch.py --epochs 9 --rounds 4 --out benchmarks/RESULTS.md
+	$(PY) benchmarks/bench_sweep.py --out benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) outputs build *.egg-info

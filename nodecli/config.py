@@ -33,7 +33,7 @@ __all__ = ["SENSEALGS", "SOLVERS", "Config", "register_schema", "validate"]
 SOLVERS: tuple[str, ...] = tuple(TABLEAUS)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 LAYER_STYLES = ("module", "functional", "compiled")
-DATASETS = ("mnist_bundled", "mnist")
+DATASETS = ("mnist_bundled", "mnist_bundled_repeated", "mnist")
 
 
 @dataclass

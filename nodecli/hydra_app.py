@@ -137,7 +137,7 @@ def check_environment(config: Config) -> None:
         )
     n = size if config.data.n is None else config.data.n
     n_train = round(n * config.data.split)
-    if config.dataset.name == "mnist_bundled" and not 1 <= n_train < n:
+    if config.dataset.name.startswith("mnist_bundled") and not 1 <= n_train < n:
         raise ConfigError(
             f"data.n={n} with data.split={config.data.split} leaves an empty train or test "
             "set; raise data.n or move data.split away from 0 and 1"

@@ -185,3 +185,14 @@ def test_backends_command_lists_the_matrix(cli) -> None:
     done = cli("backends")
     assert done.returncode == 0
     assert "interpolated_adjoint" in done.stdout and "BacksolveAdjoint" in done.stdout
+
+
+def test_repeated_bundled_digits_reach_mnist_size() -> None:
+    """dataset=mnist_bundled_repeated (benchmark scale): 60 000 digits, 12 copies of each."""
+    from nodecli.data import dataset_size, load_dataset
+
+    cfg = compose_config(["dataset=mnist_bundled_repeated", "data.n=null"])
+    assert dataset_size(cfg.dataset.name) == 60_000
+    data = load_dataset(cfg.dataset.name, 2400, 0.5, 0)
+    assert (len(data.y_train), len(data.y_test)) == (1200, 1200)
+    assert torch.bincount(torch.cat([data.y_train, data.y_test]), minlength=10).min() > 0
