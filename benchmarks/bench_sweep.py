@@ -23,6 +23,7 @@ this process after each round's sweeps.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shlex
@@ -48,6 +49,7 @@ from nodecli.summary import load_runs
 from nodecli.train import make_optimizer, train_epoch
 
 SENSEALGS = ",".join(METHODS)
+FLOOR_FILE = "floor.json"  # the floor's epoch times per round (it has no run record)
 STYLES = ",".join(LAYER_STYLES)
 
 
@@ -159,6 +161,7 @@ def run_scale(scale: Scale, root: Path, rounds: int, epochs: int, log) -> dict[i
                 log(done.stdout[-2000:] + done.stderr[-2000:])
                 raise SystemExit(f"sweep failed ({done.returncode}): {shlex.join(cmd)}")
         floor[r] = floor_epochs(scale, r, epochs)
+    (root / scale.name / FLOOR_FILE).write_text(json.dumps(floor), encoding="utf-8")
     return floor
 
 
@@ -289,7 +292,7 @@ def target_lines(cs: list[Contender], fastest: dict[str, Contender]) -> list[str
             continue
         default = [c for c in mine if c.style == LAYER_STYLES[0]]
         best = min(mine, key=lambda c: c.ratio_to(peer))
-        for c in dict.fromkeys([*default, best]):
+        for c in default + ([best] if best not in default else []):
             ratio = c.ratio_to(peer)
             mark = "met" if ratio <= limit else "NOT met"
             lines.append(
@@ -333,6 +336,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--large-epochs", type=int, default=3, help="60k scale")
     parser.add_argument("--large-rounds", type=int, default=2, help="60k scale")
     parser.add_argument("--only", choices=("reference", "60k"), help="one scale only")
+    parser.add_argument(
+        "--table-only", action="store_true", help="re-table the runs already under --root"
+    )
     parser.add_argument("--quick", action="store_true", help="3 epochs, 1 round, no 60k")
     parser.add_argument("--root", type=Path, help="sweep folders (default outputs/bench/<time>)")
     parser.add_argument("--process-runs", type=int, default=3, help="`nodecli train` walls")
@@ -372,7 +378,11 @@ def main(argv: list[str] | None = None) -> None:
         rounds = args.rounds if scale.name == "reference" else args.large_rounds
         epochs = args.epochs if scale.name == "reference" else args.large_epochs
         start = time.perf_counter()
-        floor = run_scale(scale, root, rounds, epochs, log)
+        if args.table_only:
+            saved = json.loads((root / scale.name / FLOOR_FILE).read_text(encoding="utf-8"))
+            floor = {int(r): times for r, times in saved.items()}
+        else:
+            floor = run_scale(scale, root, rounds, epochs, log)
         cs = contenders(root / scale.name, floor)
         lines, fastest = scale_table(cs)
         sweeps = "; ".join(
