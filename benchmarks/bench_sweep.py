@@ -193,7 +193,7 @@ class Contender:
     nfe_b: float = 0.0
     hold: float = 0.0
     peak: float = 0.0
-    acc: float = float("nan")
+    accs: list[float] = field(default_factory=list)  # final test accuracy per round
     compile_s: float = 0.0
 
     @property
@@ -232,7 +232,7 @@ def contenders(root: Path, floor: dict[int, list[float]]) -> list[Contender]:
         c.times[int(seed)] = [float(t) for t in runs["train_time_s"]]
         c.nfe_f, c.nfe_b = runs["nfe_forward"].mean(), runs["nfe_backward"].mean()
         c.hold, c.peak = runs["hold_memory_bytes"].max(), runs["peak_memory_bytes"].max()
-        c.acc = float(runs["test_acc"].iloc[-1])
+        c.accs.append(float(runs["test_acc"].iloc[-1]))
         c.compile_s = float(runs["compile_time_s"].max())
     out = sorted(found.values(), key=lambda c: (c.backend != "nodecli", c.backend, c.label))
     out.append(Contender("floor (bare f calls)", "floor", "–", "module", "floor", floor))
@@ -248,7 +248,7 @@ def scale_table(cs: list[Contender]) -> tuple[list[str], dict[str, Contender]]:
     floor = next(c for c in cs if c.kind == "floor")
     lines = [
         "| contender | gradient | warm epoch (s) | first epoch (s) | NFE fwd / epoch "
-        "| NFE bwd / epoch | held (KiB) | peak (KiB) | test acc (%) "
+        "| NFE bwd / epoch | held (KiB) | peak (KiB) | final test acc (%, mean over rounds) "
         "| × fastest peer (same gradient) | × floor |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
@@ -259,9 +259,10 @@ def scale_table(cs: list[Contender]) -> tuple[list[str], dict[str, Contender]]:
             dashes = " | ".join("–" * 6)
             lines.append(f"| {c.label} | floor | {c.warm:.4f} | {c.first:.4f} | {dashes} | 1.00 |")
             continue
+        acc = statistics.mean(c.accs)
         lines.append(
             f"| {c.label} | {c.kind} | {c.warm:.4f} | {c.first:.4f} | {c.nfe_f:.0f} | "
-            f"{c.nfe_b:.0f} | {c.hold / 1024:.1f} | {c.peak / 1024:.1f} | {c.acc:.1f} | "
+            f"{c.nfe_b:.0f} | {c.hold / 1024:.1f} | {c.peak / 1024:.1f} | {acc:.1f} | "
             f"{vs_peer} | {c.ratio_to(floor):.2f} |"
         )
     lines += [
@@ -360,7 +361,13 @@ def main(argv: list[str] | None = None) -> None:
     text = [
         "# Epoch-time benchmark: nodecli's backends (`make bench`)",
         "",
-        f"- command: `{command}` (sweep folders: `{root}`)",
+        f"- command: `{command}` (sweep folders: `{root}`)"
+        + (
+            "; --table-only: the runs in that folder were made earlier by "
+            "`python benchmarks/bench_sweep.py --out benchmarks/RESULTS.md` (`make bench`)"
+            if args.table_only
+            else ""
+        ),
         f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {cpu_name()}; {os.cpu_count()} logical CPUs; device `cpu`; "
         f"torch threads 1; python {platform.python_version()}; {versions}",

@@ -141,6 +141,7 @@ def validate(cfg: Config) -> None:
         {f.name: getattr(cfg.sensealg, f.name) for f in fields(cfg.sensealg)},
         cfg.solver.method,
         cfg.layer_style.name,
+        cfg.solver.step_size,
     )
     if unsupported:
         raise ConfigError(unsupported)

@@ -61,6 +61,14 @@ def test_supported_combinations_compose(backend: str, sensealg: str) -> None:
             "backend=torchdiffeq does not support layer_style=compiled",
         ),
         (
+            ["backend=torchdyn", "solver.step_size=0.1"],
+            "backend=torchdyn does not support solver.step_size=0.1 with solver=tsit5",
+        ),
+        (
+            ["backend=torchdiffeq", "solver.step_size=0.1"],
+            "backend=torchdiffeq does not support solver.step_size=0.1 with solver=tsit5",
+        ),
+        (
             ["backend=torchode", "sensealg=adjoint", "sensealg.adjoint_rtol=1e-6"],
             "backend=torchode does not support sensealg.adjoint_rtol=1e-06",
         ),
@@ -143,6 +151,18 @@ def test_peer_direct_counts_a_vjp_per_recorded_evaluation() -> None:
     _, _, nfe_f, nfe_b, counter = _gradient("torchdiffeq", "direct", tol=1e-3)
     assert counter.calls == nfe_f  # backpropagation calls f no more
     assert 0 < nfe_b <= nfe_f
+
+
+def test_torchdiffeq_fixed_step_solver_takes_nodecli_step_size() -> None:
+    """rk4 with step_size 0.25: 4 steps of 4 evaluations, as nodecli's own rk4 makes."""
+    cfg = compose_config(["backend=torchdiffeq", "solver=rk4", "solver.step_size=0.25"])
+    torch.manual_seed(0)
+    model = build_model("module", SolveSpec(cfg.solver, cfg.sensealg), backend="torchdiffeq")
+    reference = build_model("module", SolveSpec(cfg.solver, cfg.sensealg))
+    reference.load_state_dict(model.state_dict())
+    x = torch.rand(8, 784)
+    torch.testing.assert_close(model(x), reference(x))
+    assert model.ode.counter.calls == reference.ode.counter.calls == 16
 
 
 @pytest.mark.parametrize("backend", list(MATRIX))

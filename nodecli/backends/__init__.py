@@ -49,6 +49,8 @@ class PeerSupport:
     option_keys: tuple[str, ...] = ()
     #: layer styles it runs (compiled fuses nodecli's own solver step only)
     layer_styles: tuple[str, ...] = ("module", "functional")
+    #: solvers that take `solver.step_size` (fixed steps); the others control their steps
+    fixed_step_solvers: tuple[str, ...] = ()
 
 
 #: backend → what it supports. The README's backend matrix is this table.
@@ -69,6 +71,7 @@ MATRIX: dict[str, PeerSupport] = {
             "euler": "euler",
         },
         option_keys=("seminorm", "adjoint_rtol", "adjoint_atol"),
+        fixed_step_solvers=("rk4", "midpoint", "euler"),
     ),
     "torchdyn": PeerSupport(
         distribution="torchdyn",
@@ -115,13 +118,19 @@ def supported_text(backend: str) -> str:
 
 
 def check_combination(
-    backend: str, sensealg: str, options: dict[str, object], solver: str, layer_style: str
+    backend: str,
+    sensealg: str,
+    options: dict[str, object],
+    solver: str,
+    layer_style: str,
+    step_size: float | None = None,
 ) -> str | None:
     """None when BACKEND runs this combination, else one line naming what it supports.
 
     OPTIONS are the sensealg's keys (seminorm, adjoint_rtol, ...): one the library has no
     counterpart for must stay at its neutral value (gauss's checkpointing=true has no
-    neutral value, but gauss itself is no peer's)."""
+    neutral value, but gauss itself is no peer's). STEP_SIZE (solver.step_size) is taken
+    only by the library's fixed-step solvers: its adaptive ones have no fixed-step mode."""
     if backend not in MATRIX:
         return None
     s = MATRIX[backend]
@@ -132,6 +141,8 @@ def check_combination(
         problem = f"solver={solver}"
     elif layer_style not in s.layer_styles:
         problem = f"layer_style={layer_style}"
+    elif step_size is not None and solver not in s.fixed_step_solvers:
+        problem = f"solver.step_size={step_size} with solver={solver}"
     else:
         for key, value in options.items():
             if key in _NEUTRAL and key not in s.option_keys and value != _NEUTRAL[key]:
@@ -144,9 +155,11 @@ def check_combination(
     if problem is None:
         return None
     keys = ", ".join(f"sensealg.{k}" for k in s.option_keys) or "none"
+    fixed = ", ".join(s.fixed_step_solvers) or "none"
     return (
         f"backend={backend} does not support {problem}; {backend} supports: "
-        f"{supported_text(backend)}; sensealg keys: {keys} (nodecli backends lists the matrix)"
+        f"{supported_text(backend)}; sensealg keys: {keys}; solver.step_size: {fixed} "
+        "(nodecli backends lists the matrix)"
     )
 
 
@@ -163,6 +176,11 @@ def matrix_markdown() -> str:
         lines.append(f"| `{name}` | own | " + " | ".join(cells) + " |")
     lines.append(
         "| solvers | all | " + " | ".join(", ".join(s.solvers) for s in MATRIX.values()) + " |"
+    )
+    lines.append(
+        "| `solver.step_size` | all | "
+        + " | ".join(", ".join(s.fixed_step_solvers) or "–" for s in MATRIX.values())
+        + " |"
     )
     lines.append(
         "| layer styles | all | "
