@@ -399,7 +399,8 @@ def main(argv: list[str] | None = None) -> None:
         text += [
             f"## Scale `{scale.name}`: {scale.label}, {rounds} round(s)",
             "",
-            f"Per round R: {sweeps}; then the floor. ({time.perf_counter() - start:.0f} s wall.)",
+            f"Per round R: {sweeps}; then the floor."
+            + ("" if args.table_only else f" ({time.perf_counter() - start:.0f} s wall.)"),
             "",
             *lines,
             "",
