@@ -9,10 +9,11 @@ TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 
 install: $(VENV)/.installed
 
+# peers: torchdyn and torchode, so the tests cover every backend=.
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH_PIN)
-	$(PY) -m pip install --quiet -e '.[dev,launchers,trackers,hpo]'
+	$(PY) -m pip install --quiet -e '.[dev,launchers,trackers,hpo,peers]'
 	touch $@
 
 demo: install
@@ -30,9 +31,10 @@ lint: install
 	$(VENV)/bin/ruff check nodecli tests benchmarks
 	$(VENV)/bin/ruff format --check nodecli tests benchmarks
 
+# Every backend × sensealg (× layer_style for nodecli) as nodecli sweeps at two scales, then
+# nodecli report; writes benchmarks/RESULTS.md (benchmarks/bench_sweep.py says how).
 bench: install
-	$(PY) -m pip install --quiet -e '.[bench]'
-	$(PY) benchmarks/bench_epoch.py --epochs 9 --rounds 4 --out benchmarks/RESULTS.md
+	$(PY) benchmarks/bench_sweep.py --out benchmarks/RESULTS.md
 
 clean:
 	rm -rf $(VENV) outputs build *.egg-info

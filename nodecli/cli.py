@@ -24,6 +24,7 @@ commands:
   sweep      run every combination, then a summary           nodecli sweep -m seed=0,1
   report     compare run records (mean ± std over seeds)     nodecli report --format markdown
   gradcheck  every sensealg's gradient vs a float64 reference nodecli gradcheck solver.rtol=1e-6
+  backends   which sensealg/solver each backend= supports    nodecli backends
   --help  this message; `nodecli train --help` lists every config group and key
 """
 
@@ -54,11 +55,18 @@ def gradcheck_command(args: list[str]) -> int:
     return run(args)
 
 
+def backends_command(args: list[str]) -> int:
+    from nodecli.backends import backends_command as run  # torch-free, but only when asked
+
+    return run(args)
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": train_command,
     "sweep": sweep_command,
     "report": report_command,
     "gradcheck": gradcheck_command,
+    "backends": backends_command,
 }
 
 

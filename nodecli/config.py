@@ -21,6 +21,7 @@ from pathlib import Path
 
 from hydra.core.config_store import ConfigStore
 
+from nodecli.backends import BACKENDS, BackendConfig, check_combination
 from nodecli.errors import ConfigError
 from nodecli.ode.methods import METHODS, SENSEALGS, GradientMethod, schema_name
 from nodecli.ode.settings import SolverSettings
@@ -32,7 +33,7 @@ __all__ = ["SENSEALGS", "SOLVERS", "Config", "register_schema", "validate"]
 SOLVERS: tuple[str, ...] = tuple(TABLEAUS)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 LAYER_STYLES = ("module", "functional", "compiled")
-DATASETS = ("mnist_bundled", "mnist")
+DATASETS = ("mnist_bundled", "mnist_bundled_repeated", "mnist")
 
 
 @dataclass
@@ -81,6 +82,7 @@ class Config:
     # The base class: the chosen option's schema (a subclass, from conf/sensealg/) replaces
     # it while composing; a subclass default would refuse every other method's class.
     sensealg: GradientMethod = field(default_factory=GradientMethod)
+    backend: BackendConfig = field(default_factory=BackendConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     layer_style: LayerStyleConfig = field(default_factory=LayerStyleConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -132,6 +134,17 @@ def validate(cfg: Config) -> None:
     _choice("device.name", cfg.device.name, DEVICES)
     _choice("layer_style.name", cfg.layer_style.name, LAYER_STYLES)
     _choice("dataset.name", cfg.dataset.name, DATASETS)
+    _choice("backend.name", cfg.backend.name, BACKENDS)
+    unsupported = check_combination(
+        cfg.backend.name,
+        cfg.sensealg.name,
+        {f.name: getattr(cfg.sensealg, f.name) for f in fields(cfg.sensealg)},
+        cfg.solver.method,
+        cfg.layer_style.name,
+        cfg.solver.step_size,
+    )
+    if unsupported:
+        raise ConfigError(unsupported)
     _positive("solver.rtol", cfg.solver.rtol)
     _positive("solver.atol", cfg.solver.atol)
     _positive("solver.step_size", cfg.solver.step_size)

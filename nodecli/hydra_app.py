@@ -123,6 +123,7 @@ def check_environment(config: Config) -> None:
     from nodecli.device import resolve_device
 
     resolve_device(config.device.name)
+    check_backend_installed(config.backend.name)
     try:
         if config.dataset.name == "mnist":
             ensure_mnist(config.dataset.root or "data/mnist", config.dataset.download)
@@ -136,10 +137,25 @@ def check_environment(config: Config) -> None:
         )
     n = size if config.data.n is None else config.data.n
     n_train = round(n * config.data.split)
-    if config.dataset.name == "mnist_bundled" and not 1 <= n_train < n:
+    if config.dataset.name.startswith("mnist_bundled") and not 1 <= n_train < n:
         raise ConfigError(
             f"data.n={n} with data.split={config.data.split} leaves an empty train or test "
             "set; raise data.n or move data.split away from 0 and 1"
+        )
+
+
+def check_backend_installed(backend: str) -> None:
+    """A peer backend's library must be importable: one line naming the extra if not.
+    find_spec looks without importing (the library is imported only when training)."""
+    import importlib.util
+
+    from nodecli.backends import PEERS_EXTRA, distribution
+
+    module = distribution(backend)
+    if module is not None and importlib.util.find_spec(module) is None:
+        raise ConfigError(
+            f"backend={backend} needs the {module} package, which is not installed; "
+            f"install it with: pip install 'nodecli[{PEERS_EXTRA}]'"
         )
 
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
+from nodecli.backends.peers import PeerCounter, peer_solver
 from nodecli.ode.compiled import CompiledStep
 from nodecli.ode.sensitivity import CountingField, solve
 from nodecli.ode.spec import SolveSpec
@@ -13,14 +16,28 @@ from nodecli.ode.vector_field import VectorField, mlp_vector_field
 
 
 class ODEBlock(nn.Module):
-    """Integrates dy/dt = f(y) from 0 to t1 and returns only the final state."""
+    """Integrates dy/dt = f(y) from 0 to t1 and returns only the final state.
 
-    def __init__(self, field: VectorField, spec: SolveSpec, t1: float = 1.0) -> None:
+    BACKEND picks the library that solves (nodecli.backends): "nodecli" is nodecli's own
+    integrator; a peer solves through its own API, evaluating the same counted field.
+    """
+
+    def __init__(
+        self, field: VectorField, spec: SolveSpec, t1: float = 1.0, backend: str = "nodecli"
+    ) -> None:
         super().__init__()
         self.field = field
         self.spec = spec
         self.t1 = t1
+        self.backend = backend
         self.counter = CountingField(field.func(), autonomous=field.autonomous)
+        # A peer's solve object is kept as a closure, not a submodule: the parameters stay
+        # the field's alone, so checkpoints have the same keys for every backend.
+        self.peer: Callable[[Tensor], Tensor] | None = None
+        self.peer_counter: PeerCounter | None = None
+        if backend != "nodecli":
+            self.counter = self.peer_counter = PeerCounter(field.func(), field.autonomous)
+            self.peer = peer_solver(backend, spec, field, self.peer_counter, t1)
         # layer_style=compiled: the adaptive step as one compiled graph (nodecli.ode.compiled).
         # Only where nodecli's own integrator is differentiated (`uses_fused_step`: direct)
         # with adaptive steps;
@@ -55,6 +72,11 @@ class ODEBlock(nn.Module):
 
     def forward(self, y0: Tensor) -> Tensor:
         self.counter.f = self.field.func()  # per solve: functional styles prepare weights
+        if self.peer is not None and self.peer_counter is not None:
+            mark = self.peer_counter.begin()
+            y1 = self.peer(y0)
+            self.peer_counter.finish(y1, mark)
+            return y1
         return solve(
             self.counter,
             y0,
@@ -90,10 +112,18 @@ def glorot_init_(model: nn.Module) -> None:
 
 
 def build_model(
-    style: str, spec: SolveSpec, latent: int = 20, hidden: int = 10, t1: float = 1.0
+    style: str,
+    spec: SolveSpec,
+    latent: int = 20,
+    hidden: int = 10,
+    t1: float = 1.0,
+    backend: str = "nodecli",
 ) -> NeuralODEClassifier:
-    """Build and initialise the classifier; call torch.manual_seed first for reproducibility."""
+    """Build and initialise the classifier; call torch.manual_seed first for reproducibility.
+
+    The initialisation does not depend on BACKEND: every backend starts from the same weights.
+    """
     field = VectorField(style, latent, hidden)
-    model = NeuralODEClassifier(ODEBlock(field, spec, t1), latent)
+    model = NeuralODEClassifier(ODEBlock(field, spec, t1, backend), latent)
     glorot_init_(model)
     return model

@@ -126,22 +126,27 @@ def dist_version(name: str) -> str:
         return "not installed"
 
 
-def versions() -> dict[str, str]:
-    """Versions that decide the numbers a run produces.
+def versions(backend: str = "nodecli") -> dict[str, str]:
+    """Versions that decide the numbers a run produces, the BACKEND's library included.
 
-    torchdiffeq's version comes from the package metadata: importing it pulls in scipy
+    Library versions come from the package metadata: importing torchdiffeq pulls in scipy
     (~0.7 s), which a `sensealg=direct` run never needs.
     """
     import torch
 
     import nodecli
+    from nodecli.backends import distribution
 
-    return {
+    found = {
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchdiffeq": dist_version("torchdiffeq"),
         "nodecli": nodecli.__version__,
     }
+    peer = distribution(backend)
+    if peer is not None:
+        found[peer] = dist_version(peer)
+    return found
 
 
 @dataclass
@@ -165,8 +170,16 @@ class RunRecord:
     def checkpoint_path(self) -> Path:
         return self.run_dir / CHECKPOINT_FILE
 
-    def start(self, device: str, threads: int, overrides: list[str], resumed: bool = False) -> None:
-        """Mark the run as running; on resume keep the rows and start time already there."""
+    def start(
+        self,
+        device: str,
+        threads: int,
+        overrides: list[str],
+        resumed: bool = False,
+        backend: str = "nodecli",
+    ) -> None:
+        """Mark the run as running; on resume keep the rows and start time already there.
+        BACKEND (the library that solves the ODE block) is named with its version."""
         claim_folder(self.run_dir, "a nodecli run")
         if resumed:
             self.info = read_run_json(self.run_dir)
@@ -180,7 +193,8 @@ class RunRecord:
             ended_at=None,
             heartbeat_at=now_iso(),
             epochs_completed=len(self.rows),
-            versions=versions(),
+            versions=versions(backend),
+            backend=backend,
             device=device,
             threads=threads,
             overrides=overrides,

@@ -1,0 +1,211 @@
+"""Backends: which library solves the ODE block (`backend=` config group).
+
+`nodecli` (default) is nodecli's own integrator and gradient methods; `torchdiffeq`,
+`torchdyn` and `torchode` solve the block with that library's own API, as its
+documentation shows. Everything around the solve (data, init, batches, optimiser, timers,
+the NFE counting wrapper around the vector field, accuracy, the run record) is nodecli's
+and the same for every backend.
+
+This module is the one table of what each peer supports (`MATRIX`) and is torch-free, so
+that the CLI validates `backend=… sensealg=… solver=…` before importing anything heavy.
+The solve code is in nodecli/backends/peers.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "BACKENDS",
+    "MATRIX",
+    "PEERS_EXTRA",
+    "BackendConfig",
+    "PeerSupport",
+    "check_combination",
+    "distribution",
+    "matrix_markdown",
+]
+
+#: The pip extra that installs every peer library.
+PEERS_EXTRA = "peers"
+
+
+@dataclass
+class BackendConfig:
+    """The `backend` config group's schema: which library solves the ODE block."""
+
+    name: str = "nodecli"
+
+
+@dataclass(frozen=True)
+class PeerSupport:
+    """What one peer library offers: nodecli sensealg → the library's gradient method,
+    nodecli solver → the library's solver name, and which option keys it honours."""
+
+    distribution: str
+    sensealgs: dict[str, str]
+    solvers: dict[str, str]
+    #: sensealg keys that may differ from their defaults (others must stay at default)
+    option_keys: tuple[str, ...] = ()
+    #: layer styles it runs (compiled fuses nodecli's own solver step only)
+    layer_styles: tuple[str, ...] = ("module", "functional")
+    #: solvers that take `solver.step_size` (fixed steps); the others control their steps
+    fixed_step_solvers: tuple[str, ...] = ()
+
+
+#: backend → what it supports. The README's backend matrix is this table.
+MATRIX: dict[str, PeerSupport] = {
+    "torchdiffeq": PeerSupport(
+        distribution="torchdiffeq",
+        sensealgs={
+            "direct": "odeint",
+            "adjoint": 'odeint_adjoint (seminorm=true: adjoint_options=dict(norm="seminorm"))',
+        },
+        solvers={
+            "tsit5": "tsit5 (nodecli's tableau, registered)",
+            "dopri5": "dopri5",
+            "bosh3": "bosh3",
+            "dopri8": "dopri8",
+            "rk4": "rk4 (3/8 rule)",
+            "midpoint": "midpoint",
+            "euler": "euler",
+        },
+        option_keys=("seminorm", "adjoint_rtol", "adjoint_atol"),
+        fixed_step_solvers=("rk4", "midpoint", "euler"),
+    ),
+    "torchdyn": PeerSupport(
+        distribution="torchdyn",
+        sensealgs={
+            "direct": "NeuralODE(sensitivity='autograd')",
+            "adjoint": "NeuralODE(sensitivity='adjoint')",
+            "interpolating": "NeuralODE(sensitivity='interpolated_adjoint')",
+        },
+        solvers={"tsit5": "tsit5", "dopri5": "dopri5"},
+        option_keys=("adjoint_rtol", "adjoint_atol"),
+    ),
+    "torchode": PeerSupport(
+        distribution="torchode",
+        sensealgs={"direct": "AutoDiffAdjoint", "adjoint": "BacksolveAdjoint"},
+        solvers={"tsit5": "Tsit5", "dopri5": "Dopri5"},
+    ),
+}
+
+#: Every backend, the default first.
+BACKENDS: tuple[str, ...] = ("nodecli", *MATRIX)
+
+# Option values that mean "the library's default behaviour" (nothing to map).
+_NEUTRAL: dict[str, object] = {
+    "seminorm": False,
+    "adjoint_rtol": None,
+    "adjoint_atol": None,
+    "checkpointing": False,
+}
+
+
+def distribution(backend: str) -> str | None:
+    """The pip distribution a backend needs (None for nodecli's own)."""
+    support = MATRIX.get(backend)
+    return support.distribution if support else None
+
+
+def supported_text(backend: str) -> str:
+    """'sensealg=direct, adjoint; solver=tsit5, dopri5; layer_style=module, functional'."""
+    s = MATRIX[backend]
+    return (
+        f"sensealg={', '.join(s.sensealgs)}; solver={', '.join(s.solvers)}; "
+        f"layer_style={', '.join(s.layer_styles)}"
+    )
+
+
+def check_combination(
+    backend: str,
+    sensealg: str,
+    options: dict[str, object],
+    solver: str,
+    layer_style: str,
+    step_size: float | None = None,
+) -> str | None:
+    """None when BACKEND runs this combination, else one line naming what it supports.
+
+    OPTIONS are the sensealg's keys (seminorm, adjoint_rtol, ...): one the library has no
+    counterpart for must stay at its neutral value (gauss's checkpointing=true has no
+    neutral value, but gauss itself is no peer's). STEP_SIZE (solver.step_size) is taken
+    only by the library's fixed-step solvers: its adaptive ones have no fixed-step mode."""
+    if backend not in MATRIX:
+        return None
+    s = MATRIX[backend]
+    problem = None
+    if sensealg not in s.sensealgs:
+        problem = f"sensealg={sensealg}"
+    elif solver not in s.solvers:
+        problem = f"solver={solver}"
+    elif layer_style not in s.layer_styles:
+        problem = f"layer_style={layer_style}"
+    elif step_size is not None and solver not in s.fixed_step_solvers:
+        problem = f"solver.step_size={step_size} with solver={solver}"
+    else:
+        for key, value in options.items():
+            if key in _NEUTRAL and key not in s.option_keys and value != _NEUTRAL[key]:
+                shown = str(value).lower() if isinstance(value, bool) else value
+                problem = f"sensealg.{key}={shown}"
+                break
+            if key == "seminorm" and value and sensealg != "adjoint":
+                problem = f"sensealg.{key}={value} with sensealg={sensealg}"
+                break
+    if problem is None:
+        return None
+    keys = ", ".join(f"sensealg.{k}" for k in s.option_keys) or "none"
+    fixed = ", ".join(s.fixed_step_solvers) or "none"
+    return (
+        f"backend={backend} does not support {problem}; {backend} supports: "
+        f"{supported_text(backend)}; sensealg keys: {keys}; solver.step_size: {fixed} "
+        "(nodecli backends lists the matrix)"
+    )
+
+
+def matrix_markdown() -> str:
+    """The backend matrix as a markdown table (README, `nodecli backends`)."""
+    from nodecli.ode.methods import SENSEALGS  # torch-free
+
+    lines = [
+        "| sensealg | nodecli | " + " | ".join(MATRIX) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in MATRIX) + " |",
+    ]
+    for name in SENSEALGS:
+        cells = [f"`{s.sensealgs[name]}`" if name in s.sensealgs else "–" for s in MATRIX.values()]
+        lines.append(f"| `{name}` | own | " + " | ".join(cells) + " |")
+    lines.append(
+        "| solvers | all | " + " | ".join(", ".join(s.solvers) for s in MATRIX.values()) + " |"
+    )
+    lines.append(
+        "| `solver.step_size` | all | "
+        + " | ".join(", ".join(s.fixed_step_solvers) or "–" for s in MATRIX.values())
+        + " |"
+    )
+    lines.append(
+        "| layer styles | all | "
+        + " | ".join(", ".join(s.layer_styles) for s in MATRIX.values())
+        + " |"
+    )
+    return "\n".join(lines)
+
+
+def backends_command(args: list[str]) -> int:
+    """`nodecli backends`: the matrix, and whether each peer library is installed."""
+    import importlib.metadata
+
+    from nodecli.errors import UsageError
+
+    if args and args[0] not in ("-h", "--help"):
+        raise UsageError(f"nodecli backends takes no arguments (got {args[0]!r})")
+    print("Which gradient method (sensealg) and solver each backend= solves with:\n")
+    print(matrix_markdown())
+    print()
+    for name, support in MATRIX.items():
+        try:
+            state = importlib.metadata.version(support.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            state = f"not installed (pip install 'nodecli[{PEERS_EXTRA}]')"
+        print(f"backend={name}: {support.distribution} {state}")
+    print("\nExample: nodecli train backend=torchdyn sensealg=interpolating")
+    return 0

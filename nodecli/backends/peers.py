@@ -1,0 +1,176 @@
+"""The peer backends' solves: torchdiffeq, torchdyn and torchode, each through its own API.
+
+`peer_solver(backend, spec, field, counter, t1)` returns a callable y0 → y(t1) built the
+way the library's documentation shows (torchdiffeq `odeint` / `odeint_adjoint`, torchdyn
+`NeuralODE`, torchode `ODETerm` + step method + `IntegralController` + adjoint object).
+Every library evaluates the same vector field through nodecli's `PeerCounter`, so the
+NFE columns count the same thing as for backend=nodecli. The libraries are imported only
+when their backend is built: importing them costs start-up time (torchdiffeq pulls in
+scipy) and they are optional (the `peers` extra).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from nodecli.backends import MATRIX
+from nodecli.ode.counting import CountingField
+from nodecli.ode.spec import SolveSpec
+from nodecli.ode.vector_field import VectorField
+
+__all__ = ["PeerCounter", "peer_solver"]
+
+PeerSolve = Callable[[Tensor], Tensor]
+
+
+class PeerCounter(CountingField):
+    """nodecli's counting wrapper with the peers' backward passes counted like nodecli's.
+
+    Backpropagated solves (direct): when the gradient reaches y(t1), one VJP per recorded
+    forward evaluation (as `direct`). Adjoint solves: every evaluation during backward
+    is an f call plus the VJP the library takes of it, 2 each (as nodecli's adjoints).
+    """
+
+    def __init__(self, f: Callable[[float | Tensor, Tensor], Tensor], autonomous: bool) -> None:
+        super().__init__(f, autonomous=autonomous)
+        self.in_backward = False
+
+    def __call__(self, t: float | Tensor, y: Tensor) -> Tensor:
+        out = super().__call__(t, y)
+        if self.in_backward and out.requires_grad:
+            self.backpropagated += 1  # the library's VJP of this evaluation
+        return out
+
+    def begin(self) -> int:
+        """Call before a forward solve; returns the mark `finish` needs."""
+        self.in_backward = False
+        return self._recorded
+
+    def finish(self, y1: Tensor, recorded_before: int) -> None:
+        """After the forward solve: count what the backward pass through Y1 does."""
+        self.count_backward_on(y1, recorded_before)
+        if y1.requires_grad:
+
+            def hook(grad: Tensor) -> None:
+                self.in_backward = True
+
+            y1.register_hook(hook)
+
+
+class _Field(nn.Module):
+    """The vector field as the peers want it: an nn.Module with forward(t, x) whose
+    parameters are the model's (torchdyn and torchode adjoints read `.parameters()`)."""
+
+    def __init__(self, field: VectorField, counter: PeerCounter) -> None:
+        super().__init__()
+        self.field = field
+        self.counter = counter
+
+    def forward(self, t: Tensor, x: Tensor, args: Any = None) -> Tensor:
+        # `args`: torchdyn calls vector fields that take t as vf(t, x, args=...).
+        return self.counter(t, x)
+
+
+def _torchdiffeq(spec: SolveSpec, field: VectorField, counter: PeerCounter, t1: float) -> PeerSolve:
+    # Deferred: importing torchdiffeq pulls in scipy (~0.7 s) that other backends never need.
+    import torchdiffeq
+
+    from nodecli.ode.torchdiffeq_tsit5 import register_tsit5
+
+    register_tsit5()  # torchdiffeq has no Tsit5: nodecli's tableau in its RK framework
+    solver, method = spec.solver, spec.sensealg
+    options: dict[str, Any] = (
+        {"step_size": solver.step_size}
+        if solver.step_size is not None
+        else {"max_num_steps": solver.max_steps}
+    )
+    common = dict(rtol=solver.rtol, atol=solver.atol, method=solver.method, options=options)
+    adjoint = method.name == "adjoint"
+
+    def solve(y0: Tensor) -> Tensor:
+        t = torch.tensor([0.0, t1], dtype=y0.dtype, device=y0.device)
+        if not adjoint:
+            return torchdiffeq.odeint(counter, y0, t, **common)[-1]
+        params = tuple(p for p in field.parameters() if p.requires_grad)
+        return torchdiffeq.odeint_adjoint(
+            counter,
+            y0,
+            t,
+            **common,
+            adjoint_rtol=method.adjoint_rtol,  # type: ignore[attr-defined]
+            adjoint_atol=method.adjoint_atol,  # type: ignore[attr-defined]
+            adjoint_options={"norm": "seminorm"} if method.seminorm else None,  # type: ignore[attr-defined]
+            adjoint_params=params,
+        )[-1]
+
+    return solve
+
+
+_TORCHDYN_SENSITIVITY = {
+    "direct": "autograd",
+    "adjoint": "adjoint",
+    "interpolating": "interpolated_adjoint",
+}
+
+
+def _torchdyn(spec: SolveSpec, field: VectorField, counter: PeerCounter, t1: float) -> PeerSolve:
+    # Deferred: optional dependency (the peers extra), imported only for backend=torchdyn.
+    from torchdyn.core import NeuralODE
+
+    solver, method = spec.solver, spec.sensealg
+    backward = method.backward_settings(solver) if hasattr(method, "backward_settings") else solver
+    node = NeuralODE(
+        _Field(field, counter),
+        sensitivity=_TORCHDYN_SENSITIVITY[method.name],
+        solver=solver.method,
+        atol=solver.atol,
+        rtol=solver.rtol,
+        atol_adjoint=backward.atol,
+        rtol_adjoint=backward.rtol,
+        return_t_eval=False,
+    )
+
+    def solve(y0: Tensor) -> Tensor:
+        t_span = torch.tensor([0.0, t1], dtype=y0.dtype, device=y0.device)
+        return node(y0, t_span)[-1]
+
+    return solve
+
+
+def _torchode(spec: SolveSpec, field: VectorField, counter: PeerCounter, t1: float) -> PeerSolve:
+    # Deferred: optional dependency (the peers extra), imported only for backend=torchode.
+    import torchode as to
+
+    solver, method = spec.solver, spec.sensealg
+    term = to.ODETerm(_Field(field, counter))
+    step = {"tsit5": to.Tsit5, "dopri5": to.Dopri5}[solver.method](term=term)
+    controller = to.IntegralController(atol=solver.atol, rtol=solver.rtol, term=term)
+    if method.name == "adjoint":
+        adjoint: Any = to.BacksolveAdjoint(term, step, controller)
+    else:
+        adjoint = to.AutoDiffAdjoint(step, controller, max_steps=solver.max_steps)
+
+    def solve(y0: Tensor) -> Tensor:
+        t_eval = torch.tensor([0.0, t1], dtype=y0.dtype, device=y0.device).expand(len(y0), 2)
+        return adjoint.solve(to.InitialValueProblem(y0=y0, t_eval=t_eval)).ys[:, -1]
+
+    return solve
+
+
+_BUILDERS: dict[str, Callable[[SolveSpec, VectorField, PeerCounter, float], PeerSolve]] = {
+    "torchdiffeq": _torchdiffeq,
+    "torchdyn": _torchdyn,
+    "torchode": _torchode,
+}
+assert set(_BUILDERS) == set(MATRIX), "every backend in the matrix has a builder"
+
+
+def peer_solver(
+    backend: str, spec: SolveSpec, field: VectorField, counter: PeerCounter, t1: float
+) -> PeerSolve:
+    """The solve y0 → y(t1) of BACKEND (validated against `MATRIX` by the config)."""
+    return _BUILDERS[backend](spec, field, counter, t1)
