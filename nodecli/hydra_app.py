@@ -120,9 +120,10 @@ def check_environment(config: Config) -> None:
     """Checks that need the machine or the disk: the device and the dataset files."""
     # Imported here: data/device pull in torch, which `--help` and bad input never need.
     from nodecli.data import DatasetError, dataset_size, ensure_mnist
-    from nodecli.device import resolve_device
+    from nodecli.device import check_compiled_on, resolve_device
 
     resolve_device(config.device.name)
+    check_compiled_on(config.device.name, config.layer_style.name)
     check_backend_installed(config.backend.name)
     try:
         if config.dataset.name == "mnist":

@@ -1,4 +1,4 @@
-"""Training state for exact resume: model, optimiser, data-order and global RNG state.
+"""Training state for exact resume: model, optimiser, data-order and CPU RNG state.
 
 Saved after every finished epoch (atomically, next to the run record) and loaded with
 `torch.load(..., weights_only=True)`, so a checkpoint file can never run code.
@@ -36,8 +36,8 @@ def save_training_state(
         "data_generator": generator.get_state(),
         "torch_rng": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    # No CUDA generator state: training never draws from it (init and batch order use the
+    # CPU generators above), and saving it would start CUDA even for device=cpu runs.
     buffer = io.BytesIO()
     torch.save(state, buffer)
     ensure_owned(run_dir)
@@ -83,8 +83,8 @@ def load_training_state(
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["data_generator"])
         torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        # "cuda_rng" in checkpoints written before it was dropped is ignored: unused, and
+        # restoring it failed when fewer GPUs were visible than at saving.
         return int(state["epoch"])
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
         raise ResumeError(f"cannot resume from {path}: {_one_line(exc)}") from exc

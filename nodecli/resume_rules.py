@@ -1,8 +1,8 @@
 """When a run may be continued or started in a folder: the rules, checked before Hydra
 writes anything.
 
-* `resume_overrides`: a resumed run reuses its own overrides (only train.epochs may
-  change), so resume never silently changes an experiment half-way.
+* `resume_overrides`: a resumed run reuses its own overrides (only train.epochs and the
+  device may change), so resume never silently changes an experiment half-way.
 * `validate_record`: the whole record must be consistent (run.json, metrics.csv rows,
   checkpoint.pt loadable with weights_only=True into this config's model) before one
   byte is written; a refused resume leaves the record as it was.
@@ -35,6 +35,9 @@ from nodecli.runs import (
 
 RUN_HINT = "give a run folder such as outputs/runs/<date>/<time>-<id>"
 UNCHANGED = "the record was left as it is"
+#: What resume may change: how long, and where it runs (a change of device is recorded in
+#: run.json's `devices` and announced); anything else would change the experiment half-way.
+RESUME_CHANGES = {"train.epochs", "device", "device.threads"}
 
 
 def resume_overrides(target: str, extra: list[str]) -> list[str]:
@@ -64,10 +67,11 @@ def resume_overrides(target: str, extra: list[str]) -> list[str]:
         ) from exc
     refuse_live(info, f"resume={target}")
     keys = {o.split("=", 1)[0].lstrip("+~") for o in extra}
-    if keys - {"train.epochs"}:
+    if keys - RESUME_CHANGES:
         raise ConfigError(
-            "resume continues a run with its own config; only train.epochs=N may be given "
-            f"with it (got {', '.join(sorted(keys - {'train.epochs'}))})"
+            "resume continues a run with its own config; only train.epochs=N, device=NAME "
+            "and device.threads=N may be given with it "
+            f"(got {', '.join(sorted(keys - RESUME_CHANGES))})"
         )
     kept = [o for o in saved if not o.startswith("resume=") and o.split("=", 1)[0] not in keys]
     return [*kept, *extra, f"resume={quote_override_value(str(run_dir))}"]

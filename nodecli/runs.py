@@ -177,9 +177,14 @@ class RunRecord:
         overrides: list[str],
         resumed: bool = False,
         backend: str = "nodecli",
+        device_step_s: dict[str, float] | None = None,
     ) -> None:
         """Mark the run as running; on resume keep the rows and start time already there.
-        BACKEND (the library that solves the ODE block) is named with its version."""
+
+        BACKEND (the library that solves the ODE block) is named with its version.
+        `devices` lists each device the run trained on and its first epoch, so a run
+        resumed on another device says so; DEVICE_STEP_S is device=auto's measurement.
+        """
         claim_folder(self.run_dir, "a nodecli run")
         if resumed:
             self.info = read_run_json(self.run_dir)
@@ -187,6 +192,14 @@ class RunRecord:
             self.info.setdefault("resumed_at", []).append(now_iso())
         else:
             self.info = {"started_at": now_iso()}
+        devices = self.info.get("devices")
+        if not isinstance(devices, list) or not devices:  # new, or recorded before `devices`
+            devices = [{"device": self.info.get("device", device), "from_epoch": 1}]
+        if devices[-1].get("device") != device:
+            devices.append({"device": device, "from_epoch": len(self.rows) + 1})
+        self.info["devices"] = devices
+        if device_step_s is not None:
+            self.info["device_step_s"] = device_step_s
         self.info.update(
             status="running",
             error=None,

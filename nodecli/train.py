@@ -20,10 +20,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from torch import Tensor
 
+from nodecli import device as devices
 from nodecli.config import Config
 from nodecli.console import make_console
 from nodecli.data import DataSplit, load_dataset, shuffled_batches
-from nodecli.device import resolve_device, synchronize
+from nodecli.device import compiled_cuda_problem, fastest, resolve_device, synchronize
 from nodecli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, os_error_line
 from nodecli.memory import StepMemory, measure_step, saved_for_backward
 from nodecli.model import NeuralODEClassifier, build_model
@@ -239,15 +240,75 @@ def epochs_table(results: list[EpochResult]) -> Table:
     return table
 
 
+#: device=auto's measurements, per experiment shape, so a sweep measures each shape once.
+_AUTO_CHOICES: dict[tuple, tuple[str, dict[str, float]]] = {}
+
+
+def choose_device(cfg: Config) -> tuple[torch.device, dict[str, float] | None]:
+    """The device to train on and, for device=auto with several devices, each one's
+    measured step seconds (nodecli.device says why auto measures)."""
+    if cfg.device.name != "auto":
+        return resolve_device(cfg.device.name), None
+    candidates = devices.available_devices()  # looked up at call time: tests pin it
+    if cfg.layer_style.name == "compiled" and "cuda" in candidates and compiled_cuda_problem():
+        candidates.remove("cuda")
+    if len(candidates) == 1:
+        return torch.device(candidates[0]), None
+    key = (
+        tuple(candidates),
+        cfg.backend.name,
+        cfg.layer_style.name,
+        cfg.sensealg.name,
+        cfg.solver.method,
+        cfg.train.batch_size,
+        cfg.model.latent,
+        cfg.model.hidden,
+    )
+    if key not in _AUTO_CHOICES:
+        _AUTO_CHOICES[key] = fastest(candidates, _training_step(cfg))
+    name, seconds = _AUTO_CHOICES[key]
+    return torch.device(name), seconds
+
+
+def _training_step(cfg: Config) -> Callable[[torch.device], Callable[[], None]]:
+    """MAKE_STEP for device.fastest: one forward + backward of this experiment's model on
+    its first training batch. The model is built under a forked RNG, so the run's own
+    initialisation is unchanged; compiled style is timed eagerly (functional), since
+    compiling once per candidate device would cost more than the choice saves."""
+    data = load_dataset(cfg.dataset.name, cfg.data.n, cfg.data.split, cfg.seed, cfg.dataset.root)
+    xb, yb = data.x_train[: cfg.train.batch_size], data.y_train[: cfg.train.batch_size]
+    style = "functional" if cfg.layer_style.name == "compiled" else cfg.layer_style.name
+
+    def make(device: torch.device) -> Callable[[], None]:
+        with torch.random.fork_rng(devices=[]):
+            model = build_model(
+                style,
+                solve_spec(cfg),
+                cfg.model.latent,
+                cfg.model.hidden,
+                cfg.model.t1,
+                backend=cfg.backend.name,
+            ).to(device)
+        x, y = xb.to(device), yb.to(device)
+
+        def step() -> None:
+            model.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+
+        return step
+
+    return make
+
+
 def run_experiment(cfg: Config, run_dir: Path, overrides: list[str]) -> int:
     """Train the configured experiment into RUN_DIR; return the process exit code.
 
     Whatever happens, the record ends with a status: completed (0), failed (1) or
     interrupted (128 + signal: 130 for Ctrl-C, 143 for SIGTERM).
     """
-    device = resolve_device(cfg.device.name)
     if cfg.device.threads is not None:
         torch.set_num_threads(cfg.device.threads)
+    device, step_seconds = choose_device(cfg)
     record = RunRecord(Path(run_dir))
     record.start(
         str(device),
@@ -255,7 +316,15 @@ def run_experiment(cfg: Config, run_dir: Path, overrides: list[str]) -> int:
         overrides,
         resumed=cfg.resume is not None,
         backend=cfg.backend.name,
+        device_step_s=step_seconds,
     )
+    moved = record.info.get("devices", [])
+    if len(moved) > 1:
+        earlier = ", ".join(f"{d['device']} from epoch {d['from_epoch']}" for d in moved[:-1])
+        err_console.print(
+            f"[yellow]note:[/yellow] this run continues on {device}; it ran on {earlier} "
+            "(recorded in run.json `devices`; numbers may differ slightly between devices)"
+        )
     trackers = Trackers(cfg.logger, record.run_dir, flatten(asdict(cfg)))
     try:
         return _run(cfg, device, record, trackers.log_epoch)

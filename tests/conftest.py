@@ -22,9 +22,13 @@ def nodecli_command() -> list[str]:
 
 
 def run_cli(
-    args: list[str], cwd: Path, timeout: float = 300, **kwargs
+    args: list[str], cwd: Path, timeout: float = 300, gpu: bool = False, **kwargs
 ) -> subprocess.CompletedProcess:
+    """Run nodecli in CWD. Without GPU=True the GPUs are hidden (CUDA_VISIBLE_DEVICES=""),
+    so device=auto is the CPU: only the CUDA tests (marked `cuda`) train on a GPU."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    if not gpu:
+        env["CUDA_VISIBLE_DEVICES"] = ""
     env.update(kwargs.pop("env", {}))
     return subprocess.run(
         [*nodecli_command(), *args],
@@ -49,3 +53,16 @@ def cli(tmp_path: Path):
         return run_cli(list(args), tmp_path, **kwargs)
 
     return call
+
+
+@pytest.fixture(autouse=True)
+def cpu_unless_cuda_test(request, monkeypatch) -> None:
+    """In process, device=auto sees only the CPU, except in tests marked `cuda`; those
+    are skipped where no GPU is present."""
+    if request.node.get_closest_marker("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("needs CUDA")
+        return
+    monkeypatch.setattr("nodecli.device.available_devices", lambda: ["cpu"])
