@@ -26,7 +26,7 @@ from nodecli.console import make_console
 from nodecli.data import DataSplit, load_dataset, shuffled_batches
 from nodecli.device import compiled_cuda_problem, fastest, resolve_device, synchronize
 from nodecli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, os_error_line
-from nodecli.memory import StepMemory, measure_step, saved_for_backward
+from nodecli.memory import MemoryProbe
 from nodecli.model import NeuralODEClassifier, build_model
 from nodecli.ode.solver import SolverError
 from nodecli.ode.spec import SolveSpec
@@ -157,58 +157,6 @@ def compile_model(model: NeuralODEClassifier, batch_size: int, device: torch.dev
     seconds = model.ode.warm_up(batch_size)
     synchronize(device)
     return seconds
-
-
-class MemoryProbe:
-    """Hold and peak memory of one training step on the first training batch.
-
-    Runs after the epoch, outside the timed loop; no optimiser step, gradients cleared,
-    the ODE block's counters restored: training is unaffected. See nodecli/memory.py for
-    exactly what the two numbers measure.
-
-    On CPU the peak needs the profiler (~10 ms a probe, most of a sweep job's overhead
-    besides Hydra). The peak is a function of the step's operation sequence, which is
-    fixed by its evaluation counts and the bytes it holds: a probe whose (forward
-    evaluations, backward evaluations, held bytes) were seen before measures the held
-    bytes alone (saved-tensor hooks, no profiler) and reuses that peak.
-    """
-
-    def __init__(self) -> None:
-        self._peaks: dict[tuple[int, int, int], float] = {}
-
-    def __call__(
-        self, model: NeuralODEClassifier, data: DataSplit, batch_size: int, device: torch.device
-    ) -> StepMemory:
-        xb, yb = data.x_train[:batch_size], data.y_train[:batch_size]
-        counter = model.ode.counter
-        counts = counter.snapshot()
-        exclude = [*model.parameters(), xb]
-        result: StepMemory | None = None
-        if device.type == "cpu" and self._peaks:
-            with saved_for_backward(exclude) as saved:
-                loss = F.cross_entropy(model(xb), yb)
-            loss.backward()
-            del loss
-            peak = self._peaks.get(self._key(counts, counter.snapshot(), saved.bytes))
-            if peak is not None:
-                result = StepMemory(float(saved.bytes), peak)
-            else:  # another operation sequence: profile it
-                counter.restore(counts)
-                model.zero_grad(set_to_none=True)
-        if result is None:
-            result = measure_step(lambda: F.cross_entropy(model(xb), yb), device, exclude=exclude)
-            key = self._key(counts, counter.snapshot(), int(result.hold_bytes))
-            self._peaks[key] = result.peak_bytes
-        counter.restore(counts)
-        model.zero_grad(set_to_none=True)
-        return result
-
-    @staticmethod
-    def _key(
-        before: tuple[int, int, int], after: tuple[int, int, int], held: int
-    ) -> tuple[int, int, int]:
-        """(evaluations, backward VJPs, held bytes) of one probe step."""
-        return after[0] - before[0], after[1] - before[1], held
 
 
 def epochs_table(results: list[EpochResult]) -> Table:
