@@ -120,7 +120,7 @@ class FloorBlock(nn.Module):
         return y
 
 
-def floor_epochs(scale: Scale, seed: int, epochs: int) -> list[float]:
+def floor_epochs(scale: Scale, seed: int, epochs: int, device_name: str = "cpu") -> list[float]:
     """Epoch times of the eager floor, trained by nodecli's own loop and optimiser."""
     torch.set_num_threads(1)
     data = load_dataset(scale.dataset, scale.n, 0.9, seed)
@@ -130,9 +130,10 @@ def floor_epochs(scale: Scale, seed: int, epochs: int) -> list[float]:
     model(data.x_train[:128])
     n_calls = model.ode.counter.calls - before  # nodecli direct's forward NFE per batch
     model.ode = FloorBlock(model.ode, n_calls)  # type: ignore[assignment]
+    device = torch.device(device_name)
+    model, data = model.to(device), data.to(device)
     optimizer = make_optimizer(model, 1e-3)
     generator = torch.Generator().manual_seed(seed)
-    device = torch.device("cpu")
     return [
         train_epoch(model, optimizer, data, 128, generator, e, device)[0]  # type: ignore[arg-type]
         for e in range(1, epochs + 1)
@@ -147,20 +148,22 @@ def nodecli_exe() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "nodecli.cli"]
 
 
-def run_scale(scale: Scale, root: Path, rounds: int, epochs: int, log) -> dict[int, list[float]]:
+def run_scale(
+    scale: Scale, root: Path, rounds: int, epochs: int, log, device: str = "cpu"
+) -> dict[int, list[float]]:
     """Run every round's sweeps (interleaved by round); returns the floor's epoch times."""
     floor: dict[int, list[float]] = {}
     for r in range(rounds):
         for i, sweep in enumerate(scale.sweeps):
             out = root / scale.name / f"round{r}_{i}"
-            cmd = [*nodecli_exe(), "sweep", *scale.common, *sweep, f"seed={r}", "device=cpu"]
+            cmd = [*nodecli_exe(), "sweep", *scale.common, *sweep, f"seed={r}", f"device={device}"]
             cmd.append(f"hydra.sweep.dir={out}")
             log(f"[{scale.name}] round {r + 1}/{rounds}: {shlex.join(cmd[1:])}")
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode != 0:
                 log(done.stdout[-2000:] + done.stderr[-2000:])
                 raise SystemExit(f"sweep failed ({done.returncode}): {shlex.join(cmd)}")
-        floor[r] = floor_epochs(scale, r, epochs)
+        floor[r] = floor_epochs(scale, r, epochs, device)
     (root / scale.name / FLOOR_FILE).write_text(json.dumps(floor), encoding="utf-8")
     return floor
 
@@ -344,6 +347,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", type=Path, help="sweep folders (default outputs/bench/<time>)")
     parser.add_argument("--process-runs", type=int, default=3, help="`nodecli train` walls")
     parser.add_argument("--out", type=Path, help="write the markdown here")
+    parser.add_argument(
+        "--device", default="cpu", choices=("cpu", "cuda"), help="device= of every contender"
+    )
     args = parser.parse_args(argv)
     command = "python benchmarks/bench_sweep.py " + shlex.join(
         sys.argv[1:] if argv is None else argv
@@ -355,6 +361,9 @@ def main(argv: list[str] | None = None) -> None:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
+    device_label = args.device
+    if args.device == "cuda":
+        device_label = f"cuda ({torch.cuda.get_device_name()})"
     versions = ", ".join(
         f"{d} {dist_version(d)}" for d in ("torch", "torchdiffeq", "torchdyn", "torchode")
     )
@@ -369,7 +378,7 @@ def main(argv: list[str] | None = None) -> None:
             else ""
         ),
         f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- machine: {cpu_name()}; {os.cpu_count()} logical CPUs; device `cpu`; "
+        f"- machine: {cpu_name()}; {os.cpu_count()} logical CPUs; device `{device_label}`; "
         f"torch threads 1; python {platform.python_version()}; {versions}",
         "- every contender is a `nodecli train` job (`nodecli sweep`): same data, init, batch "
         "order, Adam, timers and NFE counter; Tsit5 at rtol = atol = 1e-3",
@@ -389,11 +398,13 @@ def main(argv: list[str] | None = None) -> None:
             saved = json.loads((root / scale.name / FLOOR_FILE).read_text(encoding="utf-8"))
             floor = {int(r): times for r, times in saved.items()}
         else:
-            floor = run_scale(scale, root, rounds, epochs, log)
+            floor = run_scale(scale, root, rounds, epochs, log, args.device)
         cs = contenders(root / scale.name, floor)
         lines, fastest = scale_table(cs)
         sweeps = "; ".join(
-            "`nodecli sweep " + " ".join([*scale.common, *s, "seed=R", "device=cpu"]) + "`"
+            "`nodecli sweep "
+            + shlex.join([*scale.common, *s, "seed=R", f"device={args.device}"])
+            + "`"
             for s in scale.sweeps
         )
         text += [
