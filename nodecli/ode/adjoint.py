@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nodecli.ode.dense import mixed_norm, split_flat, vjp
+from nodecli.ode.dense import flat_cat, mixed_norm, split_flat, vjp
 from nodecli.ode.spec import SolveSpec, backward_solve, forward_solve
 
 
@@ -49,17 +49,18 @@ class _Backsolve(torch.autograd.Function):
         zeros = [torch.zeros_like(p) for p in params]
 
         def augmented(t: float, a: Tensor) -> Tensor:
-            y = a[:n].view(shape)
-            lam = a[n : 2 * n].view(shape)
+            y, lam = a[: 2 * n].view(2, *shape).unbind()  # the two halves, as views
             with torch.enable_grad():
                 y = y.detach().requires_grad_()
                 fy = f(t, y)
                 grads = vjp(fy, lam, (y, *params))
             f.backpropagated += 1
-            parts = [fy.detach().reshape(-1), grads[0].reshape(-1)]
-            for g, z in zip(grads[1:], zeros, strict=True):
-                parts.append((z if g is None else g).reshape(-1))
-            out = torch.cat(parts)
+            if any(g is None for g in grads):
+                grads = (
+                    grads[0],
+                    *(z if g is None else g for g, z in zip(grads[1:], zeros, strict=True)),
+                )
+            out = flat_cat([fy, *grads])  # under no_grad (backward_solve): fy's graph ends
             out[n:].neg_()
             return out
 

@@ -21,7 +21,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nodecli.ode.dense import DenseOutput, grads_or_zeros, mixed_norm, split_flat, vjp
+from nodecli.ode.dense import (
+    DenseOutput,
+    flat_cat,
+    grads_or_zeros,
+    mixed_norm,
+    split_flat,
+    vjp,
+)
 from nodecli.ode.spec import SolveSpec, backward_solve, forward_solve
 
 
@@ -91,7 +98,9 @@ class _Interpolating(ForwardSolutionFunction):
                 fy = f(t, y)
                 grads = vjp(fy, lam, (y, *params))
             f.backpropagated += 1
-            return torch.cat([g.reshape(-1) for g in grads_or_zeros(grads, (y, *params))]).neg_()
+            if any(g is None for g in grads):
+                grads = grads_or_zeros(grads, (y, *params))
+            return flat_cat(grads).neg_()
 
         a1 = torch.cat([grad_y1.reshape(-1), grad_y1.new_zeros(n_p)])
         norm = mixed_norm((n, n_p), use=1 if spec.sensealg.seminorm else 2)

@@ -431,4 +431,5 @@ def dense_weights(tableau: ButcherTableau, theta: float) -> Coeffs:
     """The continuous-extension weights b_i(θ) of a tableau with its own dense output."""
     if tableau.dense is None:
         raise ValueError(f"{tableau.name} has no own dense output")
-    return tuple(sum(p * theta**j for j, p in enumerate(poly)) for poly in tableau.dense)
+    powers = [theta**j for j in range(len(tableau.dense[0]))]  # shared by every stage
+    return tuple(sum(p * x for p, x in zip(poly, powers, strict=True)) for poly in tableau.dense)
