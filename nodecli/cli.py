@@ -14,7 +14,15 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from nodecli.errors import EXIT_OK, EXIT_USAGE, ConfigError, UsageError, os_error_line
+from nodecli.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    ConfigError,
+    PluginError,
+    UsageError,
+    os_error_line,
+)
 from nodecli.runs import set_command_line
 
 USAGE = """usage: nodecli COMMAND [overrides ...]
@@ -75,6 +83,9 @@ def main(argv: list[str] | None = None) -> None:
         code = COMMANDS[command](rest)
     except (ConfigError, UsageError) as exc:
         _fail(str(exc))
+    except PluginError as exc:  # Hydra or a plugin gave up after the work had started
+        print(f"nodecli: error: {exc}", file=sys.stderr)
+        code = EXIT_FAILED
     except OSError as exc:  # a folder or file in the way, a read-only or full disk
         _fail(os_error_line(exc))
     except KeyboardInterrupt:

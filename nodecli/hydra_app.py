@@ -30,7 +30,7 @@ from nodecli.config import (
     unknown_keys,
     validate,
 )
-from nodecli.errors import EXIT_FAILED, EXIT_USAGE, ConfigError, raise_usage_errors
+from nodecli.errors import EXIT_FAILED, EXIT_USAGE, ConfigError, PluginError, raise_usage_errors
 from nodecli.trackers import check_trackers
 
 
@@ -167,8 +167,7 @@ def run_hydra(
             error = OSError(error.errno, error.strerror, str(output_dir))
         raise error from None
     except _HydraFailure as exc:  # a plugin gave up (e.g. Optuna with no completed trial)
-        print(f"nodecli: error: {exc.message}", file=sys.stderr, flush=True)
-        raise SystemExit(EXIT_FAILED) from None
+        raise PluginError(exc.message, exc.error) from None
     finally:
         sys.argv, hydra_utils.run_and_report = saved, report
 
@@ -187,6 +186,7 @@ class _HydraFailure(SystemExit):
 
     def __init__(self, error: Exception) -> None:
         super().__init__(EXIT_FAILED)
+        self.error = error
         text = str(error).strip()
         self.message = f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
 
