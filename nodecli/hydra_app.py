@@ -26,6 +26,7 @@ from nodecli.config import (
     Config,
     all_keys,
     explain_compose_error,
+    group_options,
     register_schema,
     unknown_keys,
     validate,
@@ -72,6 +73,7 @@ def compose_config(overrides: list[str]) -> Config:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    refuse_group_lists(overrides)
     register_schema()
     register_resolvers()
     GlobalHydra.instance().clear()
@@ -98,6 +100,24 @@ def compose_config(overrides: list[str]) -> Config:
     validate(config)
     check_trackers(config.logger)
     return config
+
+
+# The one config group whose option may be a list: several trackers at once.
+LIST_GROUPS = ("logger",)
+
+
+def refuse_group_lists(overrides: list[str]) -> None:
+    """`solver=[rk4,tsit5]`: Hydra merges every listed option into one config (the last
+    wins, silently); only the logger group means a list. Refuse it with the options."""
+    groups = group_options(conf_dir())
+    for text, override in zip(overrides, parse_overrides(overrides), strict=True):
+        group = override.key_or_group
+        if group in groups and group not in LIST_GROUPS and isinstance(override.value(), list):
+            raise ConfigError(
+                f"{text} is a list, but {group} takes one option; valid {group} options: "
+                f"{', '.join(groups[group])} (to run several, sweep them: "
+                f"nodecli sweep {group}=a,b)"
+            )
 
 
 def unselected_tracker_key(overrides: list[str]) -> str | None:
@@ -195,6 +215,8 @@ def _pass_os_errors(func: Callable[[], Any]) -> Any:
     try:
         return func()
     except OSError as exc:
+        if exc.errno is None:  # e.g. Hydra's MissingConfigException, an IOError: no file
+            raise _HydraFailure(exc) from None
         raise _HydraOSError(exc) from None
     except Exception as exc:  # noqa: BLE001 - reported as one line, not a traceback
         raise _HydraFailure(exc) from None

@@ -78,6 +78,8 @@ def train_command(args: list[str]) -> int:
         check_resumable(run_dir, config, target)
         check_environment(config)
         args = [*overrides, f"hydra.run.dir={quote_override_value(str(run_dir))}"]
+    elif parsed.cfg or parsed.info:
+        compose_config(parsed.overrides)  # a typo is one line here too, not Hydra's text
     elif not informational:
         config = compose_config(parsed.overrides)
         check_environment(config)
