@@ -413,3 +413,42 @@ def test_gradcheck_solver_failure_is_one_line_exit_1(tmp_path: Path, monkeypatch
         cli.main(args)
     code, out = exit_info.value.code, capsys.readouterr().out
     assert code == 1 and "gradcheck failed" in out and "solver.max_steps" in out, out
+
+
+def test_readme_gradcheck_example_with_a_key_direct_refuses(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """The reference (direct) gets only the sensealg.* keys direct accepts, like each method."""
+    monkeypatch.chdir(tmp_path)
+    args = ["gradcheck", "model.t1=16", "--methods=adjoint,gauss", "sensealg.seminorm=true",
+            "--repeats=1", "--out", "g", "data.n=200", "train.batch_size=8"]  # fmt: skip
+    from nodecli import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(args)
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 0, err
+    report = json.loads((tmp_path / "g" / "gradcheck.json").read_text())
+    assert [r["sensealg"] for r in report["methods"]] == ["adjoint", "gauss"]
+    assert report["config"]["sensealg"] == {"name": "direct"}
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--max-rel-error", "nan"], "--max-rel-error=nan is out of range"),
+        (["--max-rel-error", "inf"], "--max-rel-error=inf is out of range"),
+        (["--max-rel-error", "-1"], "--max-rel-error=-1.0 is out of range"),
+        (["--ref-tol", "inf"], "--ref-tol=inf is out of range"),
+        (["--methods", "direct", "sensealg.seminorm=true"], "applies to none of the checked"),
+        (["sensealg.seminrm=true"], "did you mean 'sensealg.seminorm'"),
+        (["sensealg=nope"], "sensealg=nope is not an option"),
+    ],
+)
+def test_gradcheck_refuses_values_that_cannot_work(
+    tmp_path: Path, monkeypatch, capsys, args: list[str], expected: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, err = run_main(["gradcheck", *args], capsys)
+    assert code == 2 and expected in err, err
+    assert len(err.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
