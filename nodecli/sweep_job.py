@@ -20,12 +20,16 @@ from omegaconf import DictConfig, OmegaConf
 from nodecli.config import Config
 from nodecli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, os_error_line
 from nodecli.hpo import trial_result
+from nodecli.hydra_app import register_resolvers
 from nodecli.ownership import ClaimError, claim_folder, ensure_owned, release_folder
 from nodecli.resume_rules import validate_record
 from nodecli.runs import ATTEMPTS_DIR, CHECKPOINT_FILE, METRICS_FILE, RUN_FILE, read_run_json
 from nodecli.sweep_plan import read_sweep_file
 
 RECORD_FILES = (RUN_FILE, METRICS_FILE, CHECKPOINT_FILE)
+# A launcher's worker process (joblib, submitit) imports this module to run sweep_task
+# and resolves hydra.sweep.subdir itself, which needs nodecli's resolvers.
+register_resolvers()
 
 
 def record_status(job_dir: Path) -> str | None:

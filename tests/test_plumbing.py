@@ -306,6 +306,20 @@ def test_plan_splits_job_hydra_and_resume_parts(tmp_path: Path) -> None:
         plan_sweep(["seed=0,1", f"hydra.sweep.dir={tmp_path / 'mine'}"])
 
 
+def test_job_folder_names_are_one_valid_file_name_each() -> None:
+    from nodecli.hydra_app import MAX_NAME_BYTES, job_dir_name
+
+    assert job_dir_name(3, "seed=1,sensealg=adjoint") == "3_seed=1,sensealg=adjoint"  # Hydra's
+    assert job_dir_name(0, "") == "0_"
+    assert job_dir_name(1, "dataset.root=/data/x") == "1_dataset.root=_data_x"
+    long = ",".join(f"key{i}=ü{'9' * 30}" for i in range(12))
+    names = [job_dir_name(n, long) for n in (0, 1)] + [job_dir_name(0, long + "1")]
+    assert len(set(names)) == 3 and names[0] == job_dir_name(0, long)  # unique, deterministic
+    for name in names:
+        assert len(name.encode()) <= MAX_NAME_BYTES and name.startswith(("0_key0=ü", "1_key0=ü"))
+        name.encode().decode()  # cut at a character boundary
+
+
 def fake_sweep(sweep_dir: Path, job_args: list[str], sweep_json: str | None) -> None:
     """The folders a sweep leaves: multirun.yaml, numbered job folders, maybe sweep.json."""
     jobs = expand_jobs(job_args)
