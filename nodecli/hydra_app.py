@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import difflib
 import hashlib
+import os
 import re
 import secrets
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -85,7 +87,8 @@ def parse_overrides(overrides: list[str]) -> list[Override]:
     try:
         return OverridesParser.create().parse_overrides(overrides)
     except Exception as exc:  # Hydra's grammar errors: bad input
-        raise ConfigError(explain_compose_error(exc, conf_dir())) from exc
+        message = unquoted_value_hint(exc) or explain_compose_error(exc, conf_dir())
+        raise ConfigError(message) from exc
 
 
 def compose_config(overrides: list[str]) -> Config:
@@ -112,7 +115,9 @@ def compose_config(overrides: list[str]) -> Config:
         raise
     except Exception as exc:  # Hydra/OmegaConf raise many types; all are bad input here
         raise ConfigError(
-            unselected_tracker_key(overrides) or explain_compose_error(exc, conf_dir())
+            unselected_tracker_key(overrides)
+            or unquoted_value_hint(exc)
+            or explain_compose_error(exc, conf_dir())
         ) from exc
     finally:
         GlobalHydra.instance().clear()
@@ -242,10 +247,48 @@ def _pass_os_errors(func: Callable[[], Any]) -> Any:
         raise _HydraFailure(exc) from None
 
 
-def quote_override_value(value: str) -> str:
-    """VALUE (a path) as a Hydra override value, single-quoted when it holds characters
-    Hydra's grammar would parse (a space, `~`, quotes …). Inside quotes Hydra keeps
-    backslashes literally and only needs `\\'` for a quote."""
-    if re.fullmatch(r"[\w./:+-]+", value):
+def quote_override_value(value: str, quote: str = "'") -> str:
+    """VALUE (a path) as a Hydra override value, in QUOTE when it holds characters
+    Hydra's grammar would parse or refuse (a space, `~`, `,`, `=`, quotes, non-ASCII …).
+    Inside quotes Hydra keeps backslashes literally and only needs `\\'` for a quote."""
+    if re.fullmatch(r"[\w./:+-]+", value, flags=re.ASCII):
         return value
-    return "'" + value.replace("'", "\\'") + "'"
+    return quote + value.replace(quote, "\\" + quote) + quote
+
+
+def shell_override(key: str, value: str) -> str:
+    """`KEY=VALUE` for a hint the user can paste: VALUE quoted for Hydra (double quotes)
+    where it needs it, then the whole quoted for the shell: 'resume="my runs/x"'."""
+    value = quote_override_value(value, quote='"')
+    return shlex.quote(f"{key}={value}")
+
+
+def unquoted_value_hint(exc: Exception) -> str | None:
+    """Hydra's lexer error for a character its grammar refuses unquoted (non-ASCII, `~`,
+    `#` …, typically in a path) as one line saying how to quote it; None otherwise."""
+    match = re.search(r"LexerNoViableAltException: (.*)\n( *)\^", str(exc))
+    if not match:
+        return None
+    override, at = match.group(1), len(match.group(2)) - len("LexerNoViableAltException: ")
+    key, sep, value = override.partition("=")
+    char = override[at] if 0 <= at < len(override) else ""
+    if not sep or at <= len(key):
+        return f"malformed override '{override}': Hydra cannot read {char!r} there " + (
+            "(expected key=value or group=option)"
+        )
+    if value.startswith("~"):
+        return (
+            f"{override}: Hydra neither reads nor expands '~'; write the path out, e.g. "
+            f"{shell_override(key, os.path.expanduser(value))}"
+        )
+    return (
+        f"{override}: Hydra cannot read {char!r} in an unquoted value; quote the value for "
+        f"Hydra and the whole override for the shell, e.g. {shell_override(key, value)}"
+    )
+
+
+def override_value(text: str) -> str:
+    """The value of one `key=value` override as Hydra reads it (quotes removed); the text
+    after `=` when it is not a string (a number, null)."""
+    value = parse_overrides([text])[0].value()
+    return value if isinstance(value, str) else text.split("=", 1)[1]

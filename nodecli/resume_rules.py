@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from nodecli.config import Config
 from nodecli.errors import ConfigError
-from nodecli.hydra_app import quote_override_value
+from nodecli.hydra_app import quote_override_value, shell_override
 from nodecli.ownership import ClaimError, live_owner
 from nodecli.runs import (
     CHECKPOINT_FILE,
@@ -182,7 +182,7 @@ def check_new_run_dir(run_dir: Path, given_as: str) -> None:
     if (run_dir / RUN_FILE).is_file():
         raise ConfigError(
             f"{given_as}={run_dir} already holds a run record; choose another folder, "
-            f"or continue that run with resume={run_dir}"
+            f"or continue that run with `nodecli train {shell_override('resume', str(run_dir))}`"
         )
     foreign = folder_entries(run_dir)
     if foreign:

@@ -15,6 +15,7 @@ everywhere: progress lines, summary and folders.
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 
 from nodecli.errors import EXIT_FAILED, EXIT_OK, ConfigError, PluginError
@@ -25,7 +26,7 @@ from nodecli.hpo import (
     quiet_optuna,
     trial_overrides,
 )
-from nodecli.hydra_app import hydra_arg_parser, quote_override_value, run_hydra
+from nodecli.hydra_app import hydra_arg_parser, quote_override_value, run_hydra, shell_override
 from nodecli.ownership import claim_folder, ensure_owned
 from nodecli.runs import (
     RUN_FILE,
@@ -82,6 +83,11 @@ def refuse_live_jobs(plan: SweepPlan) -> None:
                 f"{info.get('host')}, last heartbeat {age:.0f} s ago); wait for it or stop it "
                 "before resuming"
             )
+
+
+def resume_command(plan: SweepPlan) -> str:
+    """The command that continues PLAN's sweep, quoted to paste into a shell."""
+    return f"nodecli sweep {shell_override(RESUME_KEY, str(plan.sweep_dir))}"
 
 
 def write_sweep_file(plan: SweepPlan) -> None:
@@ -186,7 +192,7 @@ def sweep_command(args: list[str]) -> int:
     if stopped_by is not None:
         print(
             f"[sweep] stopped; {len(failed)} of {len(results)} job(s) did not complete; "
-            f"continue with `nodecli sweep {RESUME_KEY}={plan.sweep_dir}`",
+            f"continue with `{resume_command(plan)}`",
             flush=True,
         )
         return stopped_by
@@ -194,7 +200,7 @@ def sweep_command(args: list[str]) -> int:
         again = (
             "start a new search to try again"
             if plan.search
-            else f"re-run them with `nodecli sweep {RESUME_KEY}={plan.sweep_dir}`"
+            else f"re-run them with `{resume_command(plan)}`"
         )
         print(f"[sweep] {len(failed)} of {len(results)} job(s) did not complete; {again}")
         return EXIT_FAILED
@@ -203,6 +209,6 @@ def sweep_command(args: list[str]) -> int:
         return EXIT_FAILED
     print(
         f"[sweep] all {len(results)} job(s) completed; compare them with "
-        f"`nodecli report {plan.sweep_dir}`"
+        f"`nodecli report {shlex.quote(str(plan.sweep_dir))}`"
     )
     return EXIT_OK

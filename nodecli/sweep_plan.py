@@ -29,7 +29,7 @@ from nodecli.hpo import (
     is_search,
     plan_search,
 )
-from nodecli.hydra_app import check_environment, compose_config, parse_overrides
+from nodecli.hydra_app import check_environment, compose_config, parse_overrides, shell_override
 from nodecli.runs import RUN_FILE, folder_entries
 
 RESUME_KEY = "sweep.resume"
@@ -225,7 +225,7 @@ def refuse_used_sweep_dir(given: Path, sweep_dir: str) -> None:
     if given.is_dir() and any(given.glob(f"*/{RUN_FILE}")):
         raise ConfigError(
             f"hydra.sweep.dir={sweep_dir} already holds runs; resume it with "
-            f"{RESUME_KEY}={sweep_dir} or choose a new directory"
+            f"`nodecli sweep {shell_override(RESUME_KEY, sweep_dir)}` or choose a new directory"
         )
     foreign = folder_entries(given)
     if foreign:

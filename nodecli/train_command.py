@@ -19,6 +19,7 @@ from nodecli.hydra_app import (
     check_environment,
     compose_config,
     hydra_arg_parser,
+    override_value,
     quote_override_value,
     run_hydra,
 )
@@ -70,7 +71,7 @@ def train_command(args: list[str]) -> int:
     run_dir: Path | None = None
     resume = [o for o in parsed.overrides if o.startswith("resume=")]
     if resume and not informational:
-        target = resume[-1].split("=", 1)[1]
+        target = override_value(resume[-1])
         overrides = resume_overrides(target, [o for o in parsed.overrides if o not in resume])
         config = compose_config(overrides)
         run_dir = Path(config.resume or "")
@@ -96,9 +97,8 @@ def explicit_run_dir(overrides: list[str]) -> Path | None:
     """hydra.run.dir as given on the command line (the last one wins, as in Hydra)."""
     found = None
     for override in overrides:
-        key, _, value = override.partition("=")
-        if key.lstrip("+") == "hydra.run.dir":
-            found = Path(value.strip("'\""))
+        if override.partition("=")[0].lstrip("+") == "hydra.run.dir":
+            found = Path(override_value(override))
     return found
 
 
