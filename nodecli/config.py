@@ -165,6 +165,25 @@ def validate(cfg: Config) -> None:
         )
 
 
+def config_from_tree(tree: dict) -> Config:
+    """A stored config (a run's .hydra/config.yaml, as a dict) checked as a fresh one is:
+    the schema (its sensealg's own options class) and `validate`; ConfigError if not."""
+    from omegaconf import OmegaConf  # here: only resume reads a stored config
+
+    sensealg = tree.get("sensealg")
+    name = sensealg.get("name") if isinstance(sensealg, dict) else None
+    schema = Config(sensealg=METHODS[name]() if name in METHODS else GradientMethod())
+    try:
+        config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), tree))
+    except Exception as exc:  # noqa: BLE001 - OmegaConf's many error types: a bad value
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        where = next((line for line in lines if line.startswith("full_key:")), "")
+        raise ConfigError("; ".join(part for part in (lines[0], where) if part)) from exc
+    assert isinstance(config, Config)
+    validate(config)
+    return config
+
+
 def unknown_keys(cfg: object, schema: type = Config, prefix: str = "") -> list[str]:
     """Keys in a composed config that the schema does not define (e.g. added with +key=)."""
     from omegaconf import DictConfig, OmegaConf

@@ -87,7 +87,7 @@ def parse_overrides(overrides: list[str]) -> list[Override]:
     try:
         return OverridesParser.create().parse_overrides(overrides)
     except Exception as exc:  # Hydra's grammar errors: bad input
-        message = unquoted_value_hint(exc) or explain_compose_error(exc, conf_dir())
+        message = unquoted_value_hint(exc, overrides) or explain_compose_error(exc, conf_dir())
         raise ConfigError(message) from exc
 
 
@@ -116,7 +116,7 @@ def compose_config(overrides: list[str]) -> Config:
     except Exception as exc:  # Hydra/OmegaConf raise many types; all are bad input here
         raise ConfigError(
             unselected_tracker_key(overrides)
-            or unquoted_value_hint(exc)
+            or unquoted_value_hint(exc, overrides)
             or explain_compose_error(exc, conf_dir())
         ) from exc
     finally:
@@ -263,12 +263,23 @@ def shell_override(key: str, value: str) -> str:
     return shlex.quote(f"{key}={value}")
 
 
-def unquoted_value_hint(exc: Exception) -> str | None:
-    """Hydra's lexer error for a character its grammar refuses unquoted (non-ASCII, `~`,
-    `#` …, typically in a path) as one line saying how to quote it; None otherwise."""
+# Keys whose value is a path: a `,` or `=` in one (a sweep job's folder) is syntax to Hydra.
+PATH_KEYS = (
+    "resume",
+    "sweep.resume",
+    "hydra.run.dir",
+    "hydra.sweep.dir",
+    "dataset.root",
+    "logger.tensorboard.log_dir",
+)
+
+
+def unquoted_value_hint(exc: Exception, overrides: list[str]) -> str | None:
+    """Hydra's error for a value its grammar cannot read unquoted (non-ASCII, `~`, `#`
+    anywhere; `,`, `=`, brackets in a path) as one line saying how to quote it."""
     match = re.search(r"LexerNoViableAltException: (.*)\n( *)\^", str(exc))
     if not match:
-        return None
+        return _unquoted_path_hint(overrides)
     override, at = match.group(1), len(match.group(2)) - len("LexerNoViableAltException: ")
     key, sep, value = override.partition("=")
     char = override[at] if 0 <= at < len(override) else ""
@@ -285,6 +296,27 @@ def unquoted_value_hint(exc: Exception) -> str | None:
         f"{override}: Hydra cannot read {char!r} in an unquoted value; quote the value for "
         f"Hydra and the whole override for the shell, e.g. {shell_override(key, value)}"
     )
+
+
+def _unquoted_path_hint(overrides: list[str]) -> str | None:
+    """The quoting hint for the first path-valued override Hydra cannot parse; None if
+    every one parses (the error is elsewhere)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for text in overrides:
+        key, sep, value = text.partition("=")
+        if not sep or key.lstrip("+") not in PATH_KEYS:
+            continue
+        try:
+            parser.parse_override(text)
+        except Exception:  # noqa: BLE001 - Hydra's grammar errors: this one is unreadable
+            return (
+                f"{text}: Hydra reads characters of this path as override syntax; quote it "
+                f"for Hydra and the whole override for the shell, e.g. "
+                f"{shell_override(key, value)}"
+            )
+    return None
 
 
 def override_value(text: str) -> str:

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import platform
+import secrets
 import socket
 import sys
 import tempfile
@@ -174,6 +175,8 @@ class RunRecord:
             self.info.setdefault("resumed_at", []).append(now_iso())
         else:
             self.info = {"started_at": now_iso()}
+        # Also stored in every checkpoint.pt: resume refuses another run's checkpoint.
+        self.info.setdefault("run_id", secrets.token_hex(8))
         self.info.update(
             status="running",
             error=None,
@@ -298,6 +301,12 @@ def read_metrics_rows(run_dir: Path) -> list[dict[str, Any]]:
 
 def read_config(run_dir: Path) -> dict[str, Any]:
     """The composed config of a run (.hydra/config.yaml), flattened to dotted keys."""
+    return flatten(read_config_tree(run_dir))
+
+
+def read_config_tree(run_dir: Path) -> dict[str, Any]:
+    """The composed config of a run (.hydra/config.yaml) as nested dicts; ValueError (one
+    line) when it is missing, not YAML or not a mapping."""
     from omegaconf import OmegaConf
 
     path = Path(run_dir) / CONFIG_FILE
@@ -309,7 +318,7 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         raise ValueError(f"invalid YAML ({str(exc).splitlines()[0]})") from exc
     if not isinstance(container, dict):
         raise ValueError("not a mapping")
-    return flatten(container)
+    return container
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

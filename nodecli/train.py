@@ -360,7 +360,9 @@ def _train(
             # Metrics first, then the checkpoint: if a kill lands in between, resume
             # redoes this epoch from the previous checkpoint and rewrites its row.
             record.append_epoch(result.as_row())
-            save_training_state(record.run_dir, epoch, model, optimizer, generator)
+            save_training_state(
+                record.run_dir, epoch, model, optimizer, generator, record.info.get("run_id")
+            )
             on_epoch(result.as_row())  # trackers: after the record, which is the truth
             results.append(result)
             # print(), not rich: the reference line uses real tab characters.

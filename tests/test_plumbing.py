@@ -58,6 +58,7 @@ def write_record(run_dir: Path, epochs: int, overrides: list[str] | None = None)
     config = compose_config(overrides)
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
+    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(config))
     record = RunRecord(run_dir)
     record.start("cpu", 1, overrides)
     torch.manual_seed(0)
@@ -73,7 +74,9 @@ def write_record(run_dir: Path, epochs: int, overrides: list[str] | None = None)
         record.append_epoch(
             {"epoch": epoch, "train_time_s": 0.1, "train_acc": 50.0, "test_acc": 40.0}
         )
-        save_training_state(run_dir, epoch, model, optimizer, torch.Generator())
+        save_training_state(
+            run_dir, epoch, model, optimizer, torch.Generator(), record.info["run_id"]
+        )
     record.finish("completed")
     release_folder(run_dir)
 
@@ -197,6 +200,63 @@ def test_resume_of_a_damaged_record_is_refused_and_changes_nothing(
     assert snapshot(run_dir) == before
 
 
+def edit_config(run_dir: Path, old: str, new: str) -> None:
+    path = run_dir / ".hydra" / "config.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def truncate_config(run_dir: Path) -> None:
+    path = run_dir / ".hydra" / "config.yaml"
+    path.write_text(path.read_text()[:150])
+
+
+CONFIG_DAMAGE = [
+    (truncate_config, "config.yaml is damaged"),
+    (lambda d: (d / ".hydra" / "config.yaml").write_text("train: [unclosed\n"), "invalid YAML"),
+    (lambda d: (d / ".hydra" / "config.yaml").write_text("- a list\n"), "not a mapping"),
+    (lambda d: (d / ".hydra" / "config.yaml").unlink(), "config.yaml is damaged (missing)"),
+    (lambda d: edit_config(d, "lr: 0.001", "lr: abc"), "could not be converted to Float"),
+    (lambda d: edit_config(d, "lr: 0.001", "lr: -1.0"), "train.lr=-1.0 is out of range"),
+    (lambda d: edit_config(d, "lr: 0.001", "lr: 0.5"), "says train.lr=0.5, but the run's"),
+    (lambda d: edit_config(d, "seed: 0", "seed: 0\nextra: 1"), "Key 'extra' not in 'Config'"),
+]
+
+
+@pytest.mark.parametrize("damage, expected", CONFIG_DAMAGE)
+def test_resume_refuses_a_damaged_stored_config_and_changes_nothing(
+    tmp_path: Path, monkeypatch, capsys, damage, expected: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / "run"
+    write_record(run_dir, 2)
+    damage(run_dir)
+    before = snapshot(run_dir)
+    code, err = run_main(["train", f"resume={run_dir}", "train.epochs=3"], capsys)
+    assert code == 2 and expected in err, err
+    assert len(err.strip().splitlines()) == 1 and "the record was left as it is" in err
+    assert snapshot(run_dir) == before
+    release_folder(run_dir)
+
+
+def test_resume_refuses_another_runs_checkpoint_of_the_same_shapes(tmp_path: Path) -> None:
+    run_dir, other = tmp_path / "run", tmp_path / "other"
+    write_record(run_dir, 2)
+    write_record(other, 2, [*TINY[1:], "train.epochs=2", "seed=5"])  # same shapes
+    config = compose_config([*TINY[1:], "train.epochs=3", f"resume={run_dir}"])
+    (run_dir / "checkpoint.pt").write_bytes((other / "checkpoint.pt").read_bytes())
+    before = snapshot(run_dir)
+    with pytest.raises(ConfigError, match="checkpoint.pt belongs to another run"):
+        validate_record(run_dir, config)
+    assert snapshot(run_dir) == before
+    # A checkpoint from before run ids were stored is judged on its shapes alone.
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    del state["run_id"]
+    torch.save(state, run_dir / "checkpoint.pt")
+    assert validate_record(run_dir, config) == 2
+
+
 def test_a_kill_between_metrics_and_checkpoint_is_resumable(tmp_path: Path) -> None:
     """metrics.csv and run.json one epoch ahead of checkpoint.pt: resume redoes that epoch."""
     run_dir = tmp_path / "run"
@@ -215,12 +275,20 @@ def test_a_finished_run_resumes_only_to_train_further(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     write_record(run_dir, 2)
     done = compose_config([*TINY[1:], "train.epochs=2", f"resume={run_dir}"])
-    with pytest.raises(ConfigError, match="all 2 epochs are finished"):
+    with pytest.raises(ConfigError) as err:
         check_resumable(run_dir, done, str(run_dir))
+    assert str(err.value) == (
+        f"resume={run_dir}: the run already has 2 finished epoch(s); train.epochs=2 is not "
+        "more than that; valid: train.epochs > 2 (e.g. train.epochs=3) to train further"
+    )
     # Killed after its last checkpoint, before "completed": resumable, to complete it.
     info = json.loads((run_dir / "run.json").read_text())
     (run_dir / "run.json").write_text(json.dumps({**info, "status": "running", "pid": DEAD_PID}))
     assert check_resumable(run_dir, done, str(run_dir)) == 2
+    # Fewer epochs than finished: refused whatever the status (it would "complete" at 2).
+    fewer = compose_config([*TINY[1:], "train.epochs=1", f"resume={run_dir}"])
+    with pytest.raises(ConfigError, match=r"has 2 finished epoch\(s\); train.epochs=1 is not"):
+        check_resumable(run_dir, fewer, str(run_dir))
 
 
 def test_a_new_run_needs_an_empty_folder(tmp_path: Path) -> None:
@@ -492,6 +560,8 @@ def test_path_hints_paste_back_into_the_shell_and_hydra(path: str) -> None:
         (["train", "dataset.root=ü b"], """e.g. 'dataset.root="ü b"'"""),
         (["sweep", "sweep.resume=~/sweep"], "neither reads nor expands '~'"),
         (["train", "resume=~/run"], "neither reads nor expands '~'"),
+        (["train", "resume=s/0_seed=1,train.epochs=1"], """e.g. 'resume="s/0_seed=1,train"""),
+        (["sweep", "sweep.resume=a=b"], """e.g. 'sweep.resume="a=b"'"""),
     ],
 )
 def test_an_unquoted_path_hydra_cannot_read_is_one_line_saying_how_to_quote(
