@@ -388,6 +388,20 @@ def test_job_folder_names_are_one_valid_file_name_each() -> None:
         name.encode().decode()  # cut at a character boundary
 
 
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("sweep.resume=null", "sweep.resume=null names no sweep directory; valid: sweep.resume="),
+        ("sweep.resume=", "sweep.resume= names no sweep directory"),
+        ("sweep.resme=x", "unknown sweep key 'sweep.resme'; did you mean 'sweep.resume'?"),
+    ],
+)
+def test_sweep_keys_are_checked_in_one_line(override: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        plan_sweep(["seed=0,1", override])
+    assert str(err.value).startswith(expected) and "None" not in str(err.value)
+
+
 def fake_sweep(sweep_dir: Path, job_args: list[str], sweep_json: str | None) -> None:
     """The folders a sweep leaves: multirun.yaml, numbered job folders, maybe sweep.json."""
     jobs = expand_jobs(job_args)
