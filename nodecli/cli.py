@@ -10,11 +10,20 @@ Exit codes: 0 success, 1 the run failed, 2 bad command line, config or folder,
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from nodecli.errors import EXIT_OK, EXIT_USAGE, ConfigError, UsageError, os_error_line
+from nodecli.errors import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    ConfigError,
+    PluginError,
+    UsageError,
+    os_error_line,
+)
 from nodecli.runs import set_command_line
 
 USAGE = """usage: nodecli COMMAND [overrides ...]
@@ -81,15 +90,31 @@ def main(argv: list[str] | None = None) -> None:
     set_command_line(["nodecli", *argv])
     try:
         code = COMMANDS[command](rest)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `nodecli report | head`: the reader has read all it wants
+        _closed_pipe()
     except (ConfigError, UsageError) as exc:
         _fail(str(exc))
+    except PluginError as exc:  # Hydra or a plugin gave up after the work had started
+        print(f"nodecli: error: {exc}", file=sys.stderr)
+        code = EXIT_FAILED
     except OSError as exc:  # a folder or file in the way, a read-only or full disk
         _fail(os_error_line(exc))
     except KeyboardInterrupt:
         print("nodecli: interrupted", file=sys.stderr)
         code = 130
-    sys.stdout.flush()
     sys.exit(code)
+
+
+EXIT_SIGPIPE = 128 + 13  # what a shell reports for a tool ended by SIGPIPE (git log | head)
+
+
+def _closed_pipe() -> NoReturn:
+    """Stop quietly: no message, no traceback, and no second error when Python flushes
+    stdout at exit (it is pointed at /dev/null)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(EXIT_SIGPIPE)
 
 
 def _fail(message: str) -> NoReturn:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
@@ -177,6 +178,25 @@ def validate(cfg: Config) -> None:
         )
 
 
+def config_from_tree(tree: dict) -> Config:
+    """A stored config (a run's .hydra/config.yaml, as a dict) checked as a fresh one is:
+    the schema (its sensealg's own options class) and `validate`; ConfigError if not."""
+    from omegaconf import OmegaConf  # here: only resume reads a stored config
+
+    sensealg = tree.get("sensealg")
+    name = sensealg.get("name") if isinstance(sensealg, dict) else None
+    schema = Config(sensealg=METHODS[name]() if name in METHODS else GradientMethod())
+    try:
+        config = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), tree))
+    except Exception as exc:  # noqa: BLE001 - OmegaConf's many error types: a bad value
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        where = next((line for line in lines if line.startswith("full_key:")), "")
+        raise ConfigError("; ".join(part for part in (lines[0], where) if part)) from exc
+    assert isinstance(config, Config)
+    validate(config)
+    return config
+
+
 def unknown_keys(cfg: object, schema: type = Config, prefix: str = "") -> list[str]:
     """Keys in a composed config that the schema does not define (e.g. added with +key=)."""
     from omegaconf import DictConfig, OmegaConf
@@ -199,14 +219,19 @@ def all_keys(schema: type = Config, prefix: str = "") -> list[str]:
     """Every dotted key of the schema, for 'did you mean' suggestions (sensealg: the keys
     of every method)."""
     keys: list[str] = []
+    hints = typing.get_type_hints(schema)
     for f in fields(schema):
         name = f"{prefix}{f.name}"
         default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+        # An optional section (logger.tensorboard: TensorBoardConfig | None) has its keys too.
+        section = [t for t in typing.get_args(hints[f.name]) if is_dataclass(t)]
         if isinstance(default, GradientMethod):
             for cls in METHODS.values():
                 keys.extend(k for k in all_keys(cls, f"{name}.") if k not in keys)
         elif is_dataclass(default):
             keys.extend(all_keys(type(default), f"{name}."))
+        elif section:
+            keys.extend(all_keys(section[0], f"{name}."))
         else:
             keys.append(name)
     return keys
@@ -258,7 +283,7 @@ def explain_compose_error(exc: Exception, conf_dir: Path) -> str:
                 groups[key]
             )
         return f"override '{key}' has no value; write it as {key}=VALUE"
-    missing = re.search(r"Could not find '([\w/]+)/([^']*)'", text)
+    missing = re.search(r"Could not (?:find|load) '([\w/]+)/([^']*)'", text)
     if missing and missing.group(1) in groups:
         group, option = missing.groups()
         return f"{group}={option} is not an option; valid {group} options: " + ", ".join(

@@ -6,9 +6,17 @@ one-character columns; a log file has no width limit, so tables get room there.
 
 from __future__ import annotations
 
-from rich.console import Console
+from rich.console import Console as RichConsole
 
 PIPE_WIDTH = 200
+
+
+class Console(RichConsole):
+    """Rich's console, but a closed pipe (`nodecli report | head`) raises BrokenPipeError
+    for nodecli.cli to end quietly, as for any other write; rich would exit 1 itself."""
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError
 
 
 def make_console(stderr: bool = False) -> Console:

@@ -20,6 +20,15 @@ class UsageError(Exception):
     """A bad command line; the message is one line."""
 
 
+class PluginError(Exception):
+    """Hydra or a plugin (a launcher, the Optuna sweeper) gave up after work had started:
+    one line and exit code 1, not a traceback. ORIGINAL is what it raised."""
+
+    def __init__(self, message: str, original: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.original = original
+
+
 def raise_usage_errors(parser: argparse.ArgumentParser, hint: str) -> argparse.ArgumentParser:
     """Make PARSER raise UsageError (message + HINT) instead of printing usage and exiting 2,
     so every command reports bad flags the same way, through cli.main."""

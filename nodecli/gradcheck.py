@@ -18,6 +18,7 @@ outputs/gradcheck/, next to the run records.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import math
 import secrets
@@ -33,7 +34,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from rich.table import Table
 
-from nodecli.config import SENSEALGS, Config
+from nodecli.config import SENSEALGS, Config, all_keys
 from nodecli.console import make_console
 from nodecli.data import load_dataset
 from nodecli.device import resolve_device, synchronize
@@ -90,8 +91,16 @@ def parse_args(args: list[str]) -> tuple[argparse.Namespace, list[str]]:
             + ", ".join(SENSEALGS)
         )
     parsed.methods = methods
-    if not parsed.ref_tol > 0:
-        raise ConfigError(f"--ref-tol={parsed.ref_tol} is out of range: it must be positive")
+    if not (math.isfinite(parsed.ref_tol) and parsed.ref_tol > 0):
+        raise ConfigError(
+            f"--ref-tol={parsed.ref_tol} is out of range: it must be a positive finite number"
+        )
+    limit = parsed.max_rel_error
+    if limit is not None and not (math.isfinite(limit) and limit >= 0):
+        raise ConfigError(
+            f"--max-rel-error={limit} is out of range: it must be a finite number >= 0 "
+            "(e.g. --max-rel-error 1e-3)"
+        )
     if parsed.repeats < 1:
         raise ConfigError(f"--repeats={parsed.repeats} is out of range: it must be >= 1")
     return parsed, overrides
@@ -226,13 +235,42 @@ def method_overrides(base: list[str], method: str) -> list[str]:
     return [*kept, f"sensealg={method}"]
 
 
+def check_sensealg_keys(base: list[str], methods: list[str]) -> None:
+    """Each `sensealg.KEY=…` must mean something to a checked method: method_overrides
+    gives it only to those, so a typo or a key for none of them would silently vanish."""
+    for override in base:
+        key = override.lstrip("+").split("=", 1)[0]
+        if not key.startswith("sensealg."):
+            continue
+        name = key.removeprefix("sensealg.")
+        if any(name in METHODS[m].option_keys() for m in methods):
+            continue
+        takers = [m for m, cls in METHODS.items() if name in cls.option_keys()]
+        if takers:
+            raise ConfigError(
+                f"{key} applies to none of the checked methods ({', '.join(methods)}); "
+                f"it applies to {', '.join(takers)}: add one with --methods"
+            )
+        close = difflib.get_close_matches(key, all_keys(), n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise ConfigError(
+            f"unknown config key '{key}'{hint} (nodecli train --help lists every key)"
+        )
+
+
 def gradcheck_command(args: list[str]) -> int:
     if any(a in ("-h", "--help") for a in args):
         _parser().print_help()
         return 0
     parsed, overrides = parse_args(args)
-    base = [o for o in overrides if not o.startswith("sensealg=")]
-    ref_cfg = compose_config(overrides)
+    base = [o for o in overrides if not o.lstrip("+").startswith("sensealg=")]
+    check_sensealg_keys(base, parsed.methods)
+    chosen = [o for o in overrides if o not in base]
+    if chosen:  # --methods decides the methods; a sensealg= choice is only checked
+        compose_config([o for o in base if not o.lstrip("+").startswith("sensealg.")] + chosen)
+    # The reference is direct: it gets the same per-method filtering as every method, so
+    # sensealg.seminorm=true (meant for adjoint) does not make its config invalid.
+    ref_cfg = compose_config(method_overrides(base, "direct"))
     check_environment(ref_cfg)
     configs = {m: compose_config(method_overrides(base, m)) for m in parsed.methods}
     dtype = torch.float64 if parsed.dtype == "float64" else torch.float32

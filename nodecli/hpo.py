@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 from omegaconf import OmegaConf
 
 from nodecli.errors import ConfigError
@@ -25,6 +25,7 @@ OPTUNA = "hydra/sweeper=optuna"
 OBJECTIVE_KEY = "sweep.objective"
 HPO_EXTRA = "pip install 'nodecli[hpo]'"
 DEFAULT_TRIALS = 20  # Hydra's Optuna sweeper's own default n_trials
+TRIALS_KEY = "hydra.sweeper.n_trials"
 
 # objective → (direction, what it reads from metrics.csv)
 OBJECTIVES = {
@@ -58,19 +59,48 @@ def plan_search(job: list[str], hydra: list[str], objective: str | None) -> Sear
         )
     n_trials = DEFAULT_TRIALS
     direction = OBJECTIVES[name][0]
-    for override in parse_overrides(hydra):
+    for text, override in zip(hydra, parse_overrides(hydra), strict=True):
         key = override.get_key_element()
-        if key == "hydra.sweeper.n_trials":
-            n_trials = int(override.value())
+        if key == TRIALS_KEY:
+            n_trials = trial_count(text, override)
         elif key == "hydra.sweeper.direction":
             raise ConfigError(
                 f"{OBJECTIVE_KEY} sets the direction ({name}: {direction}); "
                 "leave out hydra.sweeper.direction"
             )
-    if n_trials < 1:
-        raise ConfigError(f"hydra.sweeper.n_trials={n_trials} runs no trial; give at least 1")
     probes = probe_jobs(job)
     return Search(name, direction, n_trials, probes)
+
+
+def trial_count(text: str, override: Override) -> int:
+    """hydra.sweeper.n_trials as a positive int; ConfigError (one line) for anything else
+    (a word, null, a list or a sweep, zero or less), which Hydra would take or crash on."""
+    value = None if override.is_sweep_override() else override.value()
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        given = text.split("=", 1)[1] or "''"
+        raise ConfigError(
+            f"{TRIALS_KEY}={given} is not valid; valid: a positive integer, the "
+            f"number of trials (e.g. {TRIALS_KEY}={DEFAULT_TRIALS})"
+        )
+    return value
+
+
+def check_interval(text: str, sweep: IntervalSweep) -> None:
+    """Optuna needs low < high, and low > 0 on a log scale; it would say so only once the
+    sweep folder exists, with a traceback (interval(1e-1,1e-4) typed the wrong way round)."""
+    low, high = sweep.start, sweep.end
+    assert low is not None and high is not None  # the grammar requires both bounds
+    if not low < high:
+        swapped = f", e.g. interval({high},{low})" if high < low else ""
+        raise ConfigError(
+            f"'{text}': the interval's low bound {low} is not below its high bound {high}; "
+            f"valid: interval(low,high) with low < high{swapped}"
+        )
+    if "log" in sweep.tags and not low > 0:
+        raise ConfigError(
+            f"'{text}': a log-scale interval needs a positive low bound (got {low}); "
+            "valid: tag(log,interval(low,high)) with 0 < low < high"
+        )
 
 
 def probe_jobs(job: list[str]) -> list[list[str]]:
@@ -86,6 +116,7 @@ def probe_jobs(job: list[str]) -> list[list[str]]:
         if isinstance(sweep, ChoiceSweep):  # a,b or choice(a,b)
             options = [str(v) for v in sweep.list]
         elif isinstance(sweep, IntervalSweep):  # interval(a,b), tag(log,interval(a,b))
+            check_interval(text, sweep)
             options = [str(sweep.start), str(sweep.end)]
         elif isinstance(sweep, RangeSweep):  # range(a,b[,step]): its first and last value
             every = [str(v) for v in override.sweep_iterator()]
@@ -120,6 +151,12 @@ def objective_value(job_dir: Path, objective: str) -> float:
     if objective == "train_time":
         return float(times.sum())
     return float(times.iloc[1:].median() if len(times) > 1 else times.iloc[0])
+
+
+def no_completed_trial(error: BaseException | None) -> bool:
+    """The sweeper's own end when every trial failed (it asks Optuna for the best trial):
+    nodecli's summary says so already, so it is no error of its own."""
+    return isinstance(error, ValueError) and "No trials are completed yet" in str(error)
 
 
 def quiet_optuna() -> None:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import hashlib
+import os
 import re
 import secrets
+import shlex
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -26,11 +29,12 @@ from nodecli.config import (
     Config,
     all_keys,
     explain_compose_error,
+    group_options,
     register_schema,
     unknown_keys,
     validate,
 )
-from nodecli.errors import EXIT_FAILED, EXIT_USAGE, ConfigError, raise_usage_errors
+from nodecli.errors import EXIT_FAILED, EXIT_USAGE, ConfigError, PluginError, raise_usage_errors
 from nodecli.trackers import check_trackers
 
 
@@ -45,9 +49,28 @@ def conf_dir() -> Path:
 
 def register_resolvers() -> None:
     """A short random suffix keeps two runs started in the same second apart. use_cache
-    makes Hydra resolve it once per run, so every reference names the same directory."""
+    makes Hydra resolve it once per run, so every reference names the same directory.
+    nodecli_job_dir names a sweep's job folders (conf/config.yaml's hydra.sweep.subdir)."""
     if not OmegaConf.has_resolver("nodecli_uid"):
         OmegaConf.register_new_resolver("nodecli_uid", lambda: secrets.token_hex(3), use_cache=True)
+    if not OmegaConf.has_resolver("nodecli_job_dir"):
+        OmegaConf.register_new_resolver("nodecli_job_dir", job_dir_name)
+
+
+MAX_NAME_BYTES = 255  # the longest file name (one path component) Linux and macOS allow
+
+
+def job_dir_name(num: int, overrides: str) -> str:
+    """`<num>_<overrides>`, a sweep job's folder name: Hydra's own when it is one valid
+    file name. A `/` (a path in a value) would make nested folders, so it becomes `_`;
+    a name over 255 bytes ("File name too long") is cut and ends in a hash of the whole
+    overrides. Deterministic, so a resume finds the same folder; unique by its number."""
+    name = f"{num}_{overrides}".replace("/", "_")
+    if len(name.encode()) <= MAX_NAME_BYTES:
+        return name
+    digest = "-" + hashlib.sha256(overrides.encode()).hexdigest()[:12]
+    head = name.encode()[: MAX_NAME_BYTES - len(digest)].decode("utf-8", errors="ignore")
+    return head + digest
 
 
 def hydra_arg_parser() -> argparse.ArgumentParser:
@@ -64,7 +87,8 @@ def parse_overrides(overrides: list[str]) -> list[Override]:
     try:
         return OverridesParser.create().parse_overrides(overrides)
     except Exception as exc:  # Hydra's grammar errors: bad input
-        raise ConfigError(explain_compose_error(exc, conf_dir())) from exc
+        message = unquoted_value_hint(exc, overrides) or explain_compose_error(exc, conf_dir())
+        raise ConfigError(message) from exc
 
 
 def compose_config(overrides: list[str]) -> Config:
@@ -72,6 +96,7 @@ def compose_config(overrides: list[str]) -> Config:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    refuse_group_lists(overrides)
     register_schema()
     register_resolvers()
     GlobalHydra.instance().clear()
@@ -90,7 +115,9 @@ def compose_config(overrides: list[str]) -> Config:
         raise
     except Exception as exc:  # Hydra/OmegaConf raise many types; all are bad input here
         raise ConfigError(
-            unselected_tracker_key(overrides) or explain_compose_error(exc, conf_dir())
+            unselected_tracker_key(overrides)
+            or unquoted_value_hint(exc, overrides)
+            or explain_compose_error(exc, conf_dir())
         ) from exc
     finally:
         GlobalHydra.instance().clear()
@@ -98,6 +125,24 @@ def compose_config(overrides: list[str]) -> Config:
     validate(config)
     check_trackers(config.logger)
     return config
+
+
+# The one config group whose option may be a list: several trackers at once.
+LIST_GROUPS = ("logger",)
+
+
+def refuse_group_lists(overrides: list[str]) -> None:
+    """`solver=[rk4,tsit5]`: Hydra merges every listed option into one config (the last
+    wins, silently); only the logger group means a list. Refuse it with the options."""
+    groups = group_options(conf_dir())
+    for text, override in zip(overrides, parse_overrides(overrides), strict=True):
+        group = override.key_or_group
+        if group in groups and group not in LIST_GROUPS and isinstance(override.value(), list):
+            raise ConfigError(
+                f"{text} is a list, but {group} takes one option; valid {group} options: "
+                f"{', '.join(groups[group])} (to run several, sweep them: "
+                f"nodecli sweep {group}=a,b)"
+            )
 
 
 def unselected_tracker_key(overrides: list[str]) -> str | None:
@@ -184,8 +229,7 @@ def run_hydra(
             error = OSError(error.errno, error.strerror, str(output_dir))
         raise error from None
     except _HydraFailure as exc:  # a plugin gave up (e.g. Optuna with no completed trial)
-        print(f"nodecli: error: {exc.message}", file=sys.stderr, flush=True)
-        raise SystemExit(EXIT_FAILED) from None
+        raise PluginError(exc.message, exc.error) from None
     finally:
         sys.argv, hydra_utils.run_and_report = saved, report
 
@@ -204,6 +248,7 @@ class _HydraFailure(SystemExit):
 
     def __init__(self, error: Exception) -> None:
         super().__init__(EXIT_FAILED)
+        self.error = error
         text = str(error).strip()
         self.message = f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
 
@@ -212,15 +257,87 @@ def _pass_os_errors(func: Callable[[], Any]) -> Any:
     try:
         return func()
     except OSError as exc:
+        if exc.errno is None:  # e.g. Hydra's MissingConfigException, an IOError: no file
+            raise _HydraFailure(exc) from None
         raise _HydraOSError(exc) from None
     except Exception as exc:  # noqa: BLE001 - reported as one line, not a traceback
         raise _HydraFailure(exc) from None
 
 
-def quote_override_value(value: str) -> str:
-    """VALUE (a path) as a Hydra override value, single-quoted when it holds characters
-    Hydra's grammar would parse (a space, `~`, quotes …). Inside quotes Hydra keeps
-    backslashes literally and only needs `\\'` for a quote."""
-    if re.fullmatch(r"[\w./:+-]+", value):
+def quote_override_value(value: str, quote: str = "'") -> str:
+    """VALUE (a path) as a Hydra override value, in QUOTE when it holds characters
+    Hydra's grammar would parse or refuse (a space, `~`, `,`, `=`, quotes, non-ASCII …).
+    Inside quotes Hydra keeps backslashes literally and only needs `\\'` for a quote."""
+    if re.fullmatch(r"[\w./:+-]+", value, flags=re.ASCII):
         return value
-    return "'" + value.replace("'", "\\'") + "'"
+    return quote + value.replace(quote, "\\" + quote) + quote
+
+
+def shell_override(key: str, value: str) -> str:
+    """`KEY=VALUE` for a hint the user can paste: VALUE quoted for Hydra (double quotes)
+    where it needs it, then the whole quoted for the shell: 'resume="my runs/x"'."""
+    value = quote_override_value(value, quote='"')
+    return shlex.quote(f"{key}={value}")
+
+
+# Keys whose value is a path: a `,` or `=` in one (a sweep job's folder) is syntax to Hydra.
+PATH_KEYS = (
+    "resume",
+    "sweep.resume",
+    "hydra.run.dir",
+    "hydra.sweep.dir",
+    "dataset.root",
+    "logger.tensorboard.log_dir",
+)
+
+
+def unquoted_value_hint(exc: Exception, overrides: list[str]) -> str | None:
+    """Hydra's error for a value its grammar cannot read unquoted (non-ASCII, `~`, `#`
+    anywhere; `,`, `=`, brackets in a path) as one line saying how to quote it."""
+    match = re.search(r"LexerNoViableAltException: (.*)\n( *)\^", str(exc))
+    if not match:
+        return _unquoted_path_hint(overrides)
+    override, at = match.group(1), len(match.group(2)) - len("LexerNoViableAltException: ")
+    key, sep, value = override.partition("=")
+    char = override[at] if 0 <= at < len(override) else ""
+    if not sep or at <= len(key):
+        return f"malformed override '{override}': Hydra cannot read {char!r} there " + (
+            "(expected key=value or group=option)"
+        )
+    if value.startswith("~"):
+        return (
+            f"{override}: Hydra neither reads nor expands '~'; write the path out, e.g. "
+            f"{shell_override(key, os.path.expanduser(value))}"
+        )
+    return (
+        f"{override}: Hydra cannot read {char!r} in an unquoted value; quote the value for "
+        f"Hydra and the whole override for the shell, e.g. {shell_override(key, value)}"
+    )
+
+
+def _unquoted_path_hint(overrides: list[str]) -> str | None:
+    """The quoting hint for the first path-valued override Hydra cannot parse; None if
+    every one parses (the error is elsewhere)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for text in overrides:
+        key, sep, value = text.partition("=")
+        if not sep or key.lstrip("+") not in PATH_KEYS:
+            continue
+        try:
+            parser.parse_override(text)
+        except Exception:  # noqa: BLE001 - Hydra's grammar errors: this one is unreadable
+            return (
+                f"{text}: Hydra reads characters of this path as override syntax; quote it "
+                f"for Hydra and the whole override for the shell, e.g. "
+                f"{shell_override(key, value)}"
+            )
+    return None
+
+
+def override_value(text: str) -> str:
+    """The value of one `key=value` override as Hydra reads it (quotes removed); the text
+    after `=` when it is not a string (a number, null)."""
+    value = parse_overrides([text])[0].value()
+    return value if isinstance(value, str) else text.split("=", 1)[1]

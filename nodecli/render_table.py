@@ -11,15 +11,15 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from typing import Any
 
 import pandas as pd
-from rich.console import Console
 from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 
-from nodecli.console import make_console
+from nodecli.console import Console, make_console
 from nodecli.grouping import LABEL_SEPARATOR, short_name
 from nodecli.summary import METRICS, Summary
 
@@ -152,14 +152,31 @@ def notes(summary: Summary) -> list[str]:
     return lines
 
 
+# Narrower than this, a label and one figure no longer fit side by side and every cell
+# wraps a character or two per line; such a terminal gets lines it has to wrap instead.
+MIN_WIDTH = 40
+# Spaces (and the style codes after them) at the end of a line.
+TRAILING_SPACES = re.compile(r"[ \t]+((?:\x1b\[[0-9;]*m)*)$", re.MULTILINE)
+
+
+class ReportConsole(Console):
+    """Rich pads a left-justified table title to the table's width and keeps the space
+    where it wraps a line; the report's lines end without trailing spaces."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        with self.capture() as capture:
+            super().print(*objects, **kwargs)
+        self.file.write(TRAILING_SPACES.sub(r"\1", capture.get()))
+
+
 def report_console() -> Console:
     """A rich console as wide as COLUMNS when set (also in a pipe), else the terminal's
-    width, else nodecli.console's pipe width."""
+    width, else nodecli.console's pipe width; never narrower than MIN_WIDTH."""
     columns = os.environ.get("COLUMNS", "")
     if columns.isdigit() and int(columns) > 0:
-        return Console(highlight=False, width=int(columns))
+        return ReportConsole(highlight=False, width=max(int(columns), MIN_WIDTH))
     # make_console's soft wrap would leave the notes unwrapped; wrap them at its width.
-    return Console(highlight=False, width=make_console().width)
+    return ReportConsole(highlight=False, width=max(make_console().width, MIN_WIDTH))
 
 
 def wrap_header(header: str, width: int) -> str:
@@ -204,7 +221,8 @@ def fitted_tables(
         unlimited = console.options.update_width(10**5)
         return Measurement.get(console, unlimited, build(columns, "")).maximum
 
-    fold = len(headers) > keep and width([*range(keep), keep]) > console.width
+    # Fold the labels when any one figure does not fit beside them (not only the first).
+    fold = any(width([*range(keep), i]) > console.width for i in range(keep, len(headers)))
     chunks: list[list[int]] = []
     current = list(range(keep))
     for i in range(keep, len(headers)):

@@ -8,6 +8,7 @@ in nodecli.render_plot; the record files are read by nodecli.runs.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -88,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
 
 def report_command(args: list[str]) -> int:
     options = _parser().parse_args(args)
+    stale = options.stale_after
+    if not (math.isfinite(stale) and stale > 0):
+        raise ConfigError(
+            f"--stale-after={stale:g} is out of range: it must be a positive finite number "
+            f"of seconds (default {STALE_AFTER_S:g})"
+        )
     if options.plot:
         target = Path(options.plot)
         if target.suffix.lower() not in (".png", ".pdf", ".svg"):

@@ -28,7 +28,10 @@ def save_training_state(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
+    run_id: str | None = None,
 ) -> None:
+    """Write checkpoint.pt; RUN_ID (run.json's) ties it to its run, so resume can tell
+    another run's checkpoint of the same shapes apart."""
     state: dict[str, Any] = {
         "epoch": epoch,
         "model": model.state_dict(),
@@ -38,6 +41,8 @@ def save_training_state(
     }
     # No CUDA generator state: training never draws from it (init and batch order use the
     # CPU generators above), and saving it would start CUDA even for device=cpu runs.
+    if run_id is not None:
+        state["run_id"] = run_id
     buffer = io.BytesIO()
     torch.save(state, buffer)
     ensure_owned(run_dir)

@@ -15,19 +15,23 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from nodecli.config import Config
+from nodecli.config import Config, config_from_tree
 from nodecli.errors import ConfigError
-from nodecli.hydra_app import quote_override_value
+from nodecli.hydra_app import quote_override_value, shell_override
 from nodecli.ownership import ClaimError, live_owner
 from nodecli.runs import (
     CHECKPOINT_FILE,
+    CONFIG_FILE,
     METRICS_FILE,
     RUN_FILE,
+    flatten,
     folder_entries,
+    read_config_tree,
     read_metrics,
     read_run_json,
     run_state,
@@ -118,7 +122,9 @@ def validate_record(run_dir: Path, config: Config, check_live: bool = True) -> i
                 f"{UNCHANGED}"
             )
         rows = len(epochs)
-    saved = checkpoint_epoch(run_dir, config) if (run_dir / CHECKPOINT_FILE).exists() else 0
+    run_id = info.get("run_id")
+    exists = (run_dir / CHECKPOINT_FILE).exists()
+    saved = checkpoint_epoch(run_dir, config, run_id) if exists else 0
     if not saved <= recorded <= rows <= saved + 1:
         raise ConfigError(
             f"{where}: the record is inconsistent ({RUN_FILE}: {recorded} epoch(s), "
@@ -130,21 +136,49 @@ def validate_record(run_dir: Path, config: Config, check_live: bool = True) -> i
 
 
 def check_resumable(run_dir: Path, config: Config, target: str) -> int:
-    """The record is consistent (`validate_record`) and has epochs left to train; return
-    the epochs kept. A run killed after its last checkpoint but before it said
-    "completed" may resume with nothing left to train: that only completes its record."""
+    """The record is consistent (`validate_record`), its stored config sound
+    (`check_stored_config`), and it has epochs left to train; return the epochs kept.
+    A run killed after its last checkpoint but before it said "completed" may resume
+    with nothing left to train: that only completes its record."""
     finished = validate_record(run_dir, config)
-    if config.train.epochs <= finished and read_run_json(run_dir)["status"] == "completed":
+    check_stored_config(run_dir, config, target)
+    done = read_run_json(run_dir)["status"] == "completed"
+    if config.train.epochs < finished or (config.train.epochs == finished and done):
         raise ConfigError(
-            f"resume={target}: all {config.train.epochs} epochs are finished; "
-            "add train.epochs=N with a larger N to train further"
+            f"resume={target}: the run already has {finished} finished epoch(s); "
+            f"train.epochs={config.train.epochs} is not more than that; valid: "
+            f"train.epochs > {finished} (e.g. train.epochs={finished + 1}) to train further"
         )
     return finished
 
 
-def checkpoint_epoch(run_dir: Path, config: Config) -> int:
+def check_stored_config(run_dir: Path, config: Config, target: str) -> None:
+    """.hydra/config.yaml must be a config a fresh run accepts, equal to what the run's
+    own overrides compose to (train.epochs and resume aside). Hydra rewrites it on
+    resume, so a damaged or edited one would otherwise be replaced without a word."""
+    where = f"resume={target}: {CONFIG_FILE}"
+    try:
+        stored = config_from_tree(read_config_tree(run_dir))
+    except (ValueError, ConfigError) as exc:  # unreadable YAML, a wrong type or range
+        raise ConfigError(f"{where} is damaged ({exc}); {UNCHANGED}") from exc
+    ignored = {"resume", "train.epochs"}
+    now, then = flatten(asdict(config)), flatten(asdict(stored))
+    for key in sorted((now.keys() | then.keys()) - ignored):
+        if now.get(key) != then.get(key):
+            raise ConfigError(
+                f"{where} says {key}={then.get(key)}, but the run's overrides compose to "
+                f"{key}={now.get(key)}; resuming would change the experiment; {UNCHANGED}"
+            )
+
+
+def checkpoint_epoch(run_dir: Path, config: Config, run_id: str | None = None) -> int:
     """The epoch checkpoint.pt holds, after loading it into CONFIG's model and optimiser
-    (so a truncated or foreign checkpoint is refused now, not half-way through resume)."""
+    (so a truncated or foreign checkpoint is refused now, not half-way through resume).
+
+    A checkpoint names its run (RUN_ID, from run.json): one of another run is refused
+    even when its tensors have this run's shapes. A checkpoint without a run id (written
+    before nodecli stored one, or by the first resume of such an old run before its
+    next epoch ended) is accepted on its shapes alone: nothing else can tell."""
     # Imported here: torch and the model are only needed once a resume gets this far.
     import torch
 
@@ -165,6 +199,12 @@ def checkpoint_epoch(run_dir: Path, config: Config) -> int:
         model.load_state_dict(state["model"])
         make_optimizer(model, config.train.lr).load_state_dict(state["optimizer"])
         torch.Generator().set_state(state["data_generator"])
+        owner = state.get("run_id")
+        if owner is not None and owner != run_id:
+            raise ResumeError(
+                f"{path} belongs to another run (run id {owner}; {RUN_FILE} says "
+                f"{run_id or 'none'})"
+            )
     except ResumeError as exc:
         raise ConfigError(f"resume={run_dir}: {exc}; {UNCHANGED}") from exc
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
@@ -186,7 +226,7 @@ def check_new_run_dir(run_dir: Path, given_as: str) -> None:
     if (run_dir / RUN_FILE).is_file():
         raise ConfigError(
             f"{given_as}={run_dir} already holds a run record; choose another folder, "
-            f"or continue that run with resume={run_dir}"
+            f"or continue that run with `nodecli train {shell_override('resume', str(run_dir))}`"
         )
     foreign = folder_entries(run_dir)
     if foreign:

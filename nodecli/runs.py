@@ -20,6 +20,7 @@ import json
 import math
 import os
 import platform
+import secrets
 import socket
 import sys
 import tempfile
@@ -192,6 +193,8 @@ class RunRecord:
             self.info.setdefault("resumed_at", []).append(now_iso())
         else:
             self.info = {"started_at": now_iso()}
+        # Also stored in every checkpoint.pt: resume refuses another run's checkpoint.
+        self.info.setdefault("run_id", secrets.token_hex(8))
         devices = self.info.get("devices")
         if not isinstance(devices, list) or not devices:  # new, or recorded before `devices`
             devices = [{"device": self.info.get("device", device), "from_epoch": 1}]
@@ -325,6 +328,12 @@ def read_metrics_rows(run_dir: Path) -> list[dict[str, Any]]:
 
 def read_config(run_dir: Path) -> dict[str, Any]:
     """The composed config of a run (.hydra/config.yaml), flattened to dotted keys."""
+    return flatten(read_config_tree(run_dir))
+
+
+def read_config_tree(run_dir: Path) -> dict[str, Any]:
+    """The composed config of a run (.hydra/config.yaml) as nested dicts; ValueError (one
+    line) when it is missing, not YAML or not a mapping."""
     from omegaconf import OmegaConf
 
     path = Path(run_dir) / CONFIG_FILE
@@ -336,7 +345,7 @@ def read_config(run_dir: Path) -> dict[str, Any]:
         raise ValueError(f"invalid YAML ({str(exc).splitlines()[0]})") from exc
     if not isinstance(container, dict):
         raise ValueError("not a mapping")
-    return flatten(container)
+    return container
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

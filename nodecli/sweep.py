@@ -15,10 +15,18 @@ everywhere: progress lines, summary and folders.
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 
-from nodecli.errors import EXIT_FAILED, EXIT_OK, ConfigError
-from nodecli.hpo import OBJECTIVES, describe_best, quiet_optuna, trial_overrides
-from nodecli.hydra_app import hydra_arg_parser, quote_override_value, run_hydra
+from nodecli.errors import EXIT_FAILED, EXIT_OK, ConfigError, PluginError
+from nodecli.hpo import (
+    OBJECTIVES,
+    describe_best,
+    no_completed_trial,
+    quiet_optuna,
+    trial_overrides,
+)
+from nodecli.hydra_app import hydra_arg_parser, quote_override_value, run_hydra, shell_override
 from nodecli.ownership import claim_folder, ensure_owned
 from nodecli.runs import (
     RUN_FILE,
@@ -75,6 +83,11 @@ def refuse_live_jobs(plan: SweepPlan) -> None:
                 f"{info.get('host')}, last heartbeat {age:.0f} s ago); wait for it or stop it "
                 "before resuming"
             )
+
+
+def resume_command(plan: SweepPlan) -> str:
+    """The command that continues PLAN's sweep, quoted to paste into a shell."""
+    return f"nodecli sweep {shell_override(RESUME_KEY, str(plan.sweep_dir))}"
 
 
 def write_sweep_file(plan: SweepPlan) -> None:
@@ -148,17 +161,22 @@ def sweep_command(args: list[str]) -> int:
         *plan.job_args,
         f"hydra.sweep.dir={quote_override_value(str(plan.sweep_dir))}",
     ]
-    interrupted = False
+    interrupted = launcher_failed = False
     stopped_by: int | None = None
     try:
         run_hydra(sweep_task, hydra_args, plan.sweep_dir)
     except KeyboardInterrupt:
         interrupted = True
+    except PluginError as exc:  # the launcher or sweeper gave up; the summary still follows
+        launcher_failed = True
+        if not (plan.search and no_completed_trial(exc.original)):
+            print(f"nodecli: error: {exc}", file=sys.stderr, flush=True)
     except SystemExit as exc:  # a job stopped by a signal, or Hydra's own error exit
         code = exc.code if isinstance(exc.code, int) else EXIT_FAILED
         if code >= 128:
             stopped_by = code
         elif code != 0:
+            launcher_failed = True
             print(f"[sweep] the launcher stopped with exit code {exc.code}", flush=True)
     trials = job_folders(plan.sweep_dir) if plan.search else {}
     if plan.search:  # the trials Optuna ran, read back from their folders
@@ -174,7 +192,7 @@ def sweep_command(args: list[str]) -> int:
     if stopped_by is not None:
         print(
             f"[sweep] stopped; {len(failed)} of {len(results)} job(s) did not complete; "
-            f"continue with `nodecli sweep {RESUME_KEY}={plan.sweep_dir}`",
+            f"continue with `{resume_command(plan)}`",
             flush=True,
         )
         return stopped_by
@@ -182,12 +200,15 @@ def sweep_command(args: list[str]) -> int:
         again = (
             "start a new search to try again"
             if plan.search
-            else f"re-run them with `nodecli sweep {RESUME_KEY}={plan.sweep_dir}`"
+            else f"re-run them with `{resume_command(plan)}`"
         )
         print(f"[sweep] {len(failed)} of {len(results)} job(s) did not complete; {again}")
         return EXIT_FAILED
+    if launcher_failed:  # no job failed, but not every job ran either
+        print(f"[sweep] the sweep stopped early after {len(results)} job(s)")
+        return EXIT_FAILED
     print(
         f"[sweep] all {len(results)} job(s) completed; compare them with "
-        f"`nodecli report {plan.sweep_dir}`"
+        f"`nodecli report {shlex.quote(str(plan.sweep_dir))}`"
     )
     return EXIT_OK

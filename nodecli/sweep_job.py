@@ -20,12 +20,16 @@ from omegaconf import DictConfig, OmegaConf
 from nodecli.config import Config
 from nodecli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, os_error_line
 from nodecli.hpo import trial_result
+from nodecli.hydra_app import register_resolvers, shell_override
 from nodecli.ownership import ClaimError, claim_folder, ensure_owned, release_folder
 from nodecli.resume_rules import validate_record
 from nodecli.runs import ATTEMPTS_DIR, CHECKPOINT_FILE, METRICS_FILE, RUN_FILE, read_run_json
-from nodecli.sweep_plan import read_sweep_file
+from nodecli.sweep_plan import RESUME_KEY, read_sweep_file
 
 RECORD_FILES = (RUN_FILE, METRICS_FILE, CHECKPOINT_FILE)
+# A launcher's worker process (joblib, submitit) imports this module to run sweep_task
+# and resolves hydra.sweep.subdir itself, which needs nodecli's resolvers.
+register_resolvers()
 
 
 def record_status(job_dir: Path) -> str | None:
@@ -95,7 +99,9 @@ def run_job(cfg: DictConfig, job_dir: Path, num: int, total: object) -> int:
     # Imported here: the training stack is only needed in the process that trains.
     from nodecli.train import run_experiment
 
-    overrides = list(HydraConfig.get().overrides.task)
+    hydra_cfg = HydraConfig.get()
+    overrides = list(hydra_cfg.overrides.task)
+    sweep_dir = Path(hydra_cfg.sweep.dir)
     label = f"job {num} (of {total})"
     what = " ".join(overrides) or "(defaults)"
     try:
@@ -122,7 +128,9 @@ def run_job(cfg: DictConfig, job_dir: Path, num: int, total: object) -> int:
             note = f" (previous {status} record moved to {moved})" if moved else ""
             note += f" (restarted, but the record cannot be continued: {why})" if why else ""
         print(f"[sweep] {label} started: {what} -> {job_dir}{note}", flush=True)
-        code = run_experiment(config, job_dir, overrides)
+        # A job is continued by resuming its sweep, never by `nodecli train resume=`.
+        again = f"nodecli sweep {shell_override(RESUME_KEY, str(sweep_dir))}"
+        code = run_experiment(config, job_dir, overrides, resume_hint=again)
     except OSError as exc:
         print(f"[sweep] {label} failed: {os_error_line(exc)}", flush=True)
         return EXIT_FAILED

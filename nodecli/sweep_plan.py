@@ -8,6 +8,7 @@ sweep writes anything.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import dataclass, field
@@ -19,11 +20,20 @@ from omegaconf import OmegaConf
 
 from nodecli.config import Config
 from nodecli.errors import ConfigError
-from nodecli.hpo import HPO_EXTRA, OBJECTIVE_KEY, OPTUNA, Search, is_search, plan_search
-from nodecli.hydra_app import check_environment, compose_config, parse_overrides
+from nodecli.hpo import (
+    HPO_EXTRA,
+    OBJECTIVE_KEY,
+    OBJECTIVES,
+    OPTUNA,
+    Search,
+    is_search,
+    plan_search,
+)
+from nodecli.hydra_app import check_environment, compose_config, parse_overrides, shell_override
 from nodecli.runs import RUN_FILE, folder_entries
 
 RESUME_KEY = "sweep.resume"
+SWEEP_KEYS = (RESUME_KEY, OBJECTIVE_KEY)  # nodecli sweep's own keys, not the jobs' config
 SWEEP_FILE = "sweep.json"
 MULTIRUN_FILE = "multirun.yaml"  # written by Hydra at the start of every multirun
 
@@ -159,11 +169,27 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
     for text, override in zip(overrides, parsed, strict=True):
         key = override.get_key_element()
         if key == OBJECTIVE_KEY:
-            objective = str(override.value())
+            value = override.value()
+            if override.is_sweep_override() or not isinstance(value, str):
+                raise ConfigError(
+                    f"{text} is not valid: a search optimises one objective; "
+                    f"valid: {OBJECTIVE_KEY}=NAME, NAME one of {', '.join(OBJECTIVES)}"
+                )
+            objective = value
         elif key == RESUME_KEY:
+            value = override.value()
             if override.is_sweep_override():
                 raise ConfigError(f"{RESUME_KEY} takes one sweep directory, not a list")
-            resume = str(override.value())
+            if value is None or value == "":
+                raise ConfigError(
+                    f"{text} names no sweep directory; valid: "
+                    f"{RESUME_KEY}=outputs/sweeps/<date>/<time> (a folder a sweep wrote)"
+                )
+            resume = value if isinstance(value, str) else text.split("=", 1)[1]
+        elif key.startswith("sweep."):
+            close = difflib.get_close_matches(key, SWEEP_KEYS, n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else f"valid: {', '.join(SWEEP_KEYS)}"
+            raise ConfigError(f"unknown sweep key '{key}'; {hint}")
         elif key == "hydra.sweep.dir":
             sweep_dir = str(override.value())
         elif key.lstrip("+~").startswith(("hydra.", "hydra/")):
@@ -199,7 +225,7 @@ def refuse_used_sweep_dir(given: Path, sweep_dir: str) -> None:
     if given.is_dir() and any(given.glob(f"*/{RUN_FILE}")):
         raise ConfigError(
             f"hydra.sweep.dir={sweep_dir} already holds runs; resume it with "
-            f"{RESUME_KEY}={sweep_dir} or choose a new directory"
+            f"`nodecli sweep {shell_override(RESUME_KEY, sweep_dir)}` or choose a new directory"
         )
     foreign = folder_entries(given)
     if foreign:

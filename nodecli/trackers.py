@@ -10,6 +10,7 @@ imported only when a run asks for them, which keeps `nodecli train` start-up fas
 from __future__ import annotations
 
 import importlib.util
+import logging
 import math
 import os
 import sys
@@ -130,6 +131,11 @@ class MLflowTracker:
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
 
+        # mlflow and alembic log INFO lines ("Creating initial MLflow database tables")
+        # when a store is first created; the run's own output says what matters.
+        for name in ("mlflow", "alembic"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
         uri = cfg.tracking_uri
         if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
             Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
@@ -202,10 +208,32 @@ class Trackers:
                 _warn(tracker.name, exc)
 
 
+WARNING_CHARS = 200  # a tracker's error in the warning line: enough to say what failed
+
+
+def shorten(text: str, limit: int = WARNING_CHARS) -> str:
+    """TEXT's first line, at most LIMIT characters: cut at a word boundary and before any
+    bracket or quote the kept part would leave open, then marked with an ellipsis."""
+    text = text.strip().splitlines()[0] if text.strip() else ""
+    if len(text) <= limit:
+        return text
+    kept = text[: limit + 1].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
+    pairs = {")": "(", "]": "[", "}": "{"}
+    opened: list[int] = []  # positions of brackets / double quotes not closed yet
+    for i, char in enumerate(kept):
+        if char in "([{" or (char == '"' and not (opened and kept[opened[-1]] == '"')):
+            opened.append(i)
+        elif opened and (pairs.get(char) == kept[opened[-1]] or char == kept[opened[-1]] == '"'):
+            opened.pop()
+    if opened:
+        kept = kept[: opened[0]]
+    return kept.rstrip(" ,;:([{\"'") + " …"
+
+
 def _warn(name: str, exc: BaseException) -> None:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = shorten(str(exc)) or type(exc).__name__
     print(
-        f"nodecli: warning: logger={name} failed ({text[:300]}); it is off for this run, "
+        f"nodecli: warning: logger={name} failed ({text}); it is off for this run, "
         "the run record is unaffected",
         file=sys.stderr,
         flush=True,

@@ -26,6 +26,7 @@ from nodecli.console import make_console
 from nodecli.data import DataSplit, load_dataset, shuffled_batches
 from nodecli.device import compiled_cuda_problem, fastest, resolve_device, synchronize
 from nodecli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, os_error_line
+from nodecli.hydra_app import shell_override
 from nodecli.memory import MemoryProbe
 from nodecli.model import NeuralODEClassifier, build_model
 from nodecli.ode.solver import SolverError
@@ -248,11 +249,14 @@ def _training_step(cfg: Config) -> Callable[[torch.device], Callable[[], None]]:
     return make
 
 
-def run_experiment(cfg: Config, run_dir: Path, overrides: list[str]) -> int:
+def run_experiment(
+    cfg: Config, run_dir: Path, overrides: list[str], resume_hint: str | None = None
+) -> int:
     """Train the configured experiment into RUN_DIR; return the process exit code.
 
     Whatever happens, the record ends with a status: completed (0), failed (1) or
-    interrupted (128 + signal: 130 for Ctrl-C, 143 for SIGTERM).
+    interrupted (128 + signal: 130 for Ctrl-C, 143 for SIGTERM). RESUME_HINT is the
+    command that continues an interrupted run (a sweep job's is its sweep's resume).
     """
     if cfg.device.threads is not None:
         torch.set_num_threads(cfg.device.threads)
@@ -275,13 +279,18 @@ def run_experiment(cfg: Config, run_dir: Path, overrides: list[str]) -> int:
         )
     trackers = Trackers(cfg.logger, record.run_dir, flatten(asdict(cfg)))
     try:
-        return _run(cfg, device, record, trackers.log_epoch)
+        hint = resume_hint or f"nodecli train {shell_override('resume', str(run_dir))}"
+        return _run(cfg, device, record, trackers.log_epoch, hint)
     finally:
         trackers.finish(str(record.info.get("status")))
 
 
 def _run(
-    cfg: Config, device: torch.device, record: RunRecord, on_epoch: Callable[[dict], None]
+    cfg: Config,
+    device: torch.device,
+    record: RunRecord,
+    on_epoch: Callable[[dict], None],
+    resume_hint: str,
 ) -> int:
     """run_experiment's body: train, then close the record with the right status."""
     run_dir = record.run_dir
@@ -292,8 +301,7 @@ def _run(
             done = record.info["epochs_completed"]
             record.finish("interrupted", error=f"{stop} after {done} finished epoch(s)")
             err_console.print(
-                f"[yellow]run interrupted[/yellow] ({stop}); resume with:\n"
-                f"  nodecli train resume={run_dir}"
+                f"[yellow]run interrupted[/yellow] ({stop}); resume with:\n  {escape(resume_hint)}"
             )
             return stop.exit_code
         except KeyboardInterrupt:
@@ -414,7 +422,9 @@ def _train(
             # Metrics first, then the checkpoint: if a kill lands in between, resume
             # redoes this epoch from the previous checkpoint and rewrites its row.
             record.append_epoch(result.as_row())
-            save_training_state(record.run_dir, epoch, model, optimizer, generator)
+            save_training_state(
+                record.run_dir, epoch, model, optimizer, generator, record.info.get("run_id")
+            )
             on_epoch(result.as_row())  # trackers: after the record, which is the truth
             results.append(result)
             # print(), not rich: the reference line uses real tab characters.

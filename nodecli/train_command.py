@@ -19,6 +19,7 @@ from nodecli.hydra_app import (
     check_environment,
     compose_config,
     hydra_arg_parser,
+    override_value,
     quote_override_value,
     run_hydra,
 )
@@ -70,7 +71,7 @@ def train_command(args: list[str]) -> int:
     run_dir: Path | None = None
     resume = [o for o in parsed.overrides if o.startswith("resume=")]
     if resume and not informational:
-        target = resume[-1].split("=", 1)[1]
+        target = override_value(resume[-1])
         overrides = resume_overrides(target, [o for o in parsed.overrides if o not in resume])
         config = compose_config(overrides)
         run_dir = Path(config.resume or "")
@@ -78,6 +79,8 @@ def train_command(args: list[str]) -> int:
         check_resumable(run_dir, config, target)
         check_environment(config)
         args = [*overrides, f"hydra.run.dir={quote_override_value(str(run_dir))}"]
+    elif parsed.cfg or parsed.info:
+        compose_config(parsed.overrides)  # a typo is one line here too, not Hydra's text
     elif not informational:
         config = compose_config(parsed.overrides)
         check_environment(config)
@@ -94,9 +97,8 @@ def explicit_run_dir(overrides: list[str]) -> Path | None:
     """hydra.run.dir as given on the command line (the last one wins, as in Hydra)."""
     found = None
     for override in overrides:
-        key, _, value = override.partition("=")
-        if key.lstrip("+") == "hydra.run.dir":
-            found = Path(value.strip("'\""))
+        if override.partition("=")[0].lstrip("+") == "hydra.run.dir":
+            found = Path(override_value(override))
     return found
 
 

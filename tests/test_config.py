@@ -149,3 +149,57 @@ def test_gradcheck_gives_each_method_only_the_sensealg_keys_it_accepts() -> None
     ]
     for method in SENSEALGS:  # every combination composes
         compose_config(method_overrides(base, method))
+
+
+@pytest.mark.parametrize(
+    "override, group",
+    [
+        ("solver=[rk4,tsit5]", "solver"),
+        ("sensealg=[direct,adjoint]", "sensealg"),
+        ("device=[cpu]", "device"),
+        ("dataset=[]", "dataset"),
+    ],
+)
+def test_a_list_for_a_single_choice_group_is_refused_naming_the_options(
+    override: str, group: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        compose_config([override])
+    options = ", ".join(group_options(conf_dir())[group])
+    assert str(err.value).startswith(
+        f"{override} is a list, but {group} takes one option; valid {group} options: {options}"
+    )
+
+
+def test_logger_takes_a_list_and_a_bad_entry_names_the_options() -> None:
+    assert compose_config(["logger=[tensorboard,mlflow]"]).logger.names() == [
+        "tensorboard",
+        "mlflow",
+    ]
+    with pytest.raises(ConfigError) as err:
+        compose_config(["logger=[tensorboard,nope]"])
+    assert str(err.value) == (
+        "logger=nope is not an option; valid logger options: mlflow, none, tensorboard"
+    )
+
+
+def test_cfg_and_info_refuse_bad_overrides_in_one_line(capsys) -> None:
+    from nodecli import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--cfg", "job", "sensealg=[direct,adjoint]"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.strip().splitlines()) == 1
+    assert "valid sensealg options: adjoint, checkpoint" in err
+
+
+@pytest.mark.parametrize(
+    "overrides, suggestion",
+    [
+        (["logger=mlflow", "logger.mlflow.experimnt=x"], "logger.mlflow.experiment"),
+        (["logger=tensorboard", "logger.tensorboard.logdir=x"], "logger.tensorboard.log_dir"),
+    ],
+)
+def test_tracker_key_typos_get_did_you_mean(overrides: list[str], suggestion: str) -> None:
+    with pytest.raises(ConfigError, match=f"did you mean '{suggestion}'"):
+        compose_config(overrides)

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+from conftest import TINY
 
 from nodecli.errors import ConfigError
 from nodecli.hpo import best_trial, objective_value, plan_search, probe_jobs, trial_result
@@ -47,12 +48,55 @@ def test_search_plan_takes_trials_objective_and_direction() -> None:
         (["sensealg=direct,nope"], "sensealg=nope is not an option"),
         (["sweep.objective=loss"], "valid: test_acc, train_acc, epoch_time, train_time"),
         (["hydra.sweeper.direction=minimize"], "leave out hydra.sweeper.direction"),
-        (["hydra.sweeper.n_trials=0"], "runs no trial"),
+        (["train.lr=interval(1e-1,1e-4)"], r"low bound 0.1 is not below .* interval\(0.0001,0.1\)"),
+        (["train.lr=interval(1e-3,1e-3)"], "low bound 0.001 is not below its high bound 0.001"),
+        (["train.lr=tag(log,interval(0,1e-2))"], "log-scale interval needs a positive low bound"),
+        (["sweep.objective=test_acc,train_acc"], "optimises one objective; valid: sweep.obj"),
+        (["sweep.objectve=test_acc"], "did you mean 'sweep.objective'"),
     ],
 )
 def test_a_search_that_cannot_work_is_refused_before_anything_runs(args, message) -> None:
     with pytest.raises(ConfigError, match=message):
         validate_jobs(plan_sweep([*SEARCH, *args]))
+
+
+@pytest.mark.parametrize("value", ["abc", "null", "''", "", "[1,2]", "1,2", "0", "-3", "2.5"])
+def test_trial_counts_other_than_a_positive_integer_are_one_line(value: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        plan_sweep(["hydra/sweeper=optuna", f"hydra.sweeper.n_trials={value}"])
+    message = str(err.value)
+    assert message.startswith("hydra.sweeper.n_trials=") and "\n" not in message
+    assert "valid: a positive integer" in message
+
+
+def run_main(args: list[str], capsys) -> tuple[int, str, str]:
+    from nodecli import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(args)
+    out, err = capsys.readouterr()
+    return int(exit_info.value.code), out, err
+
+
+def test_a_reversed_interval_exits_2_and_writes_nothing(tmp_path: Path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["sweep", *SEARCH, "train.lr=interval(1e-1,1e-4)", "train.epochs=1", "data.n=200"]
+    code, _, err = run_main(args, capsys)
+    assert code == 2 and "low bound 0.1 is not below" in err, err
+    assert len(err.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_a_search_whose_trials_all_fail_ends_in_the_summary(tmp_path: Path, monkeypatch, capsys):
+    """Optuna's "No trials are completed yet" is no error of nodecli's: the summary says it."""
+    monkeypatch.chdir(tmp_path)
+    args = ["sweep", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "device=cpu",
+            "train.lr=interval(1e-4,1e-2)", "solver.max_steps=1", *TINY]  # fmt: skip
+    code, out, err = run_main(args, capsys)
+    assert code == 1, out + err
+    assert "No trials are completed" not in out + err and "Traceback" not in err
+    assert "no trial completed, so there is no best test_acc" in out
+    assert "2 of 2 job(s) did not complete" in out
+    assert len(list(tmp_path.glob("outputs/sweeps/*/*/*/run.json"))) == 2  # records kept
 
 
 def test_objective_without_a_search_and_resume_of_a_search_are_refused(tmp_path: Path) -> None:

@@ -58,6 +58,7 @@ def write_record(run_dir: Path, epochs: int, overrides: list[str] | None = None)
     config = compose_config(overrides)
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
+    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(config))
     record = RunRecord(run_dir)
     record.start("cpu", 1, overrides)
     torch.manual_seed(0)
@@ -73,7 +74,9 @@ def write_record(run_dir: Path, epochs: int, overrides: list[str] | None = None)
         record.append_epoch(
             {"epoch": epoch, "train_time_s": 0.1, "train_acc": 50.0, "test_acc": 40.0}
         )
-        save_training_state(run_dir, epoch, model, optimizer, torch.Generator())
+        save_training_state(
+            run_dir, epoch, model, optimizer, torch.Generator(), record.info["run_id"]
+        )
     record.finish("completed")
     release_folder(run_dir)
 
@@ -197,6 +200,63 @@ def test_resume_of_a_damaged_record_is_refused_and_changes_nothing(
     assert snapshot(run_dir) == before
 
 
+def edit_config(run_dir: Path, old: str, new: str) -> None:
+    path = run_dir / ".hydra" / "config.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def truncate_config(run_dir: Path) -> None:
+    path = run_dir / ".hydra" / "config.yaml"
+    path.write_text(path.read_text()[:150])
+
+
+CONFIG_DAMAGE = [
+    (truncate_config, "config.yaml is damaged"),
+    (lambda d: (d / ".hydra" / "config.yaml").write_text("train: [unclosed\n"), "invalid YAML"),
+    (lambda d: (d / ".hydra" / "config.yaml").write_text("- a list\n"), "not a mapping"),
+    (lambda d: (d / ".hydra" / "config.yaml").unlink(), "config.yaml is damaged (missing)"),
+    (lambda d: edit_config(d, "lr: 0.001", "lr: abc"), "could not be converted to Float"),
+    (lambda d: edit_config(d, "lr: 0.001", "lr: -1.0"), "train.lr=-1.0 is out of range"),
+    (lambda d: edit_config(d, "lr: 0.001", "lr: 0.5"), "says train.lr=0.5, but the run's"),
+    (lambda d: edit_config(d, "seed: 0", "seed: 0\nextra: 1"), "Key 'extra' not in 'Config'"),
+]
+
+
+@pytest.mark.parametrize("damage, expected", CONFIG_DAMAGE)
+def test_resume_refuses_a_damaged_stored_config_and_changes_nothing(
+    tmp_path: Path, monkeypatch, capsys, damage, expected: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    run_dir = tmp_path / "run"
+    write_record(run_dir, 2)
+    damage(run_dir)
+    before = snapshot(run_dir)
+    code, err = run_main(["train", f"resume={run_dir}", "train.epochs=3"], capsys)
+    assert code == 2 and expected in err, err
+    assert len(err.strip().splitlines()) == 1 and "the record was left as it is" in err
+    assert snapshot(run_dir) == before
+    release_folder(run_dir)
+
+
+def test_resume_refuses_another_runs_checkpoint_of_the_same_shapes(tmp_path: Path) -> None:
+    run_dir, other = tmp_path / "run", tmp_path / "other"
+    write_record(run_dir, 2)
+    write_record(other, 2, [*TINY[1:], "train.epochs=2", "seed=5"])  # same shapes
+    config = compose_config([*TINY[1:], "train.epochs=3", f"resume={run_dir}"])
+    (run_dir / "checkpoint.pt").write_bytes((other / "checkpoint.pt").read_bytes())
+    before = snapshot(run_dir)
+    with pytest.raises(ConfigError, match="checkpoint.pt belongs to another run"):
+        validate_record(run_dir, config)
+    assert snapshot(run_dir) == before
+    # A checkpoint from before run ids were stored is judged on its shapes alone.
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    del state["run_id"]
+    torch.save(state, run_dir / "checkpoint.pt")
+    assert validate_record(run_dir, config) == 2
+
+
 def test_a_kill_between_metrics_and_checkpoint_is_resumable(tmp_path: Path) -> None:
     """metrics.csv and run.json one epoch ahead of checkpoint.pt: resume redoes that epoch."""
     run_dir = tmp_path / "run"
@@ -215,12 +275,20 @@ def test_a_finished_run_resumes_only_to_train_further(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     write_record(run_dir, 2)
     done = compose_config([*TINY[1:], "train.epochs=2", f"resume={run_dir}"])
-    with pytest.raises(ConfigError, match="all 2 epochs are finished"):
+    with pytest.raises(ConfigError) as err:
         check_resumable(run_dir, done, str(run_dir))
+    assert str(err.value) == (
+        f"resume={run_dir}: the run already has 2 finished epoch(s); train.epochs=2 is not "
+        "more than that; valid: train.epochs > 2 (e.g. train.epochs=3) to train further"
+    )
     # Killed after its last checkpoint, before "completed": resumable, to complete it.
     info = json.loads((run_dir / "run.json").read_text())
     (run_dir / "run.json").write_text(json.dumps({**info, "status": "running", "pid": DEAD_PID}))
     assert check_resumable(run_dir, done, str(run_dir)) == 2
+    # Fewer epochs than finished: refused whatever the status (it would "complete" at 2).
+    fewer = compose_config([*TINY[1:], "train.epochs=1", f"resume={run_dir}"])
+    with pytest.raises(ConfigError, match=r"has 2 finished epoch\(s\); train.epochs=1 is not"):
+        check_resumable(run_dir, fewer, str(run_dir))
 
 
 def test_a_new_run_needs_an_empty_folder(tmp_path: Path) -> None:
@@ -304,6 +372,34 @@ def test_plan_splits_job_hydra_and_resume_parts(tmp_path: Path) -> None:
     (tmp_path / "mine" / "notes.txt").write_text("x")
     with pytest.raises(ConfigError, match="is not empty"):
         plan_sweep(["seed=0,1", f"hydra.sweep.dir={tmp_path / 'mine'}"])
+
+
+def test_job_folder_names_are_one_valid_file_name_each() -> None:
+    from nodecli.hydra_app import MAX_NAME_BYTES, job_dir_name
+
+    assert job_dir_name(3, "seed=1,sensealg=adjoint") == "3_seed=1,sensealg=adjoint"  # Hydra's
+    assert job_dir_name(0, "") == "0_"
+    assert job_dir_name(1, "dataset.root=/data/x") == "1_dataset.root=_data_x"
+    long = ",".join(f"key{i}=ü{'9' * 30}" for i in range(12))
+    names = [job_dir_name(n, long) for n in (0, 1)] + [job_dir_name(0, long + "1")]
+    assert len(set(names)) == 3 and names[0] == job_dir_name(0, long)  # unique, deterministic
+    for name in names:
+        assert len(name.encode()) <= MAX_NAME_BYTES and name.startswith(("0_key0=ü", "1_key0=ü"))
+        name.encode().decode()  # cut at a character boundary
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("sweep.resume=null", "sweep.resume=null names no sweep directory; valid: sweep.resume="),
+        ("sweep.resume=", "sweep.resume= names no sweep directory"),
+        ("sweep.resme=x", "unknown sweep key 'sweep.resme'; did you mean 'sweep.resume'?"),
+    ],
+)
+def test_sweep_keys_are_checked_in_one_line(override: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        plan_sweep(["seed=0,1", override])
+    assert str(err.value).startswith(expected) and "None" not in str(err.value)
 
 
 def fake_sweep(sweep_dir: Path, job_args: list[str], sweep_json: str | None) -> None:
@@ -413,3 +509,117 @@ def test_gradcheck_solver_failure_is_one_line_exit_1(tmp_path: Path, monkeypatch
         cli.main(args)
     code, out = exit_info.value.code, capsys.readouterr().out
     assert code == 1 and "gradcheck failed" in out and "solver.max_steps" in out, out
+
+
+def test_readme_gradcheck_example_with_a_key_direct_refuses(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """The reference (direct) gets only the sensealg.* keys direct accepts, like each method."""
+    monkeypatch.chdir(tmp_path)
+    args = ["gradcheck", "model.t1=16", "--methods=adjoint,gauss", "sensealg.seminorm=true",
+            "--repeats=1", "--out", "g", "data.n=200", "train.batch_size=8"]  # fmt: skip
+    from nodecli import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(args)
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 0, err
+    report = json.loads((tmp_path / "g" / "gradcheck.json").read_text())
+    assert [r["sensealg"] for r in report["methods"]] == ["adjoint", "gauss"]
+    assert report["config"]["sensealg"] == {"name": "direct"}
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--max-rel-error", "nan"], "--max-rel-error=nan is out of range"),
+        (["--max-rel-error", "inf"], "--max-rel-error=inf is out of range"),
+        (["--max-rel-error", "-1"], "--max-rel-error=-1.0 is out of range"),
+        (["--ref-tol", "inf"], "--ref-tol=inf is out of range"),
+        (["--methods", "direct", "sensealg.seminorm=true"], "applies to none of the checked"),
+        (["sensealg.seminrm=true"], "did you mean 'sensealg.seminorm'"),
+        (["sensealg=nope"], "sensealg=nope is not an option"),
+    ],
+)
+def test_gradcheck_refuses_values_that_cannot_work(
+    tmp_path: Path, monkeypatch, capsys, args: list[str], expected: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, err = run_main(["gradcheck", *args], capsys)
+    assert code == 2 and expected in err, err
+    assert len(err.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
+
+
+# --- paths that need quoting ----------------------------------------------------------------
+
+TRICKY_PATHS = ["/tmp/plain", "my runs/x", "ünï/x", "sweeps/0_seed=1,sensealg=adjoint", "it's"]
+
+
+@pytest.mark.parametrize("path", TRICKY_PATHS)
+def test_path_hints_paste_back_into_the_shell_and_hydra(path: str) -> None:
+    """What the shell hands nodecli after the user pastes a hint is read by Hydra as PATH."""
+    import shlex
+
+    from nodecli.hydra_app import override_value, parse_overrides, shell_override
+
+    (word,) = shlex.split(shell_override("resume", path))
+    assert override_value(word) == path
+    assert not parse_overrides([word])[0].is_sweep_override()
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["train", "hydra.run.dir=ünï/x"], """e.g. 'hydra.run.dir="ünï/x"'"""),
+        (["train", "dataset.root=ü b"], """e.g. 'dataset.root="ü b"'"""),
+        (["sweep", "sweep.resume=~/sweep"], "neither reads nor expands '~'"),
+        (["train", "resume=~/run"], "neither reads nor expands '~'"),
+        (["train", "resume=s/0_seed=1,train.epochs=1"], """e.g. 'resume="s/0_seed=1,train"""),
+        (["sweep", "sweep.resume=a=b"], """e.g. 'sweep.resume="a=b"'"""),
+    ],
+)
+def test_an_unquoted_path_hydra_cannot_read_is_one_line_saying_how_to_quote(
+    tmp_path: Path, monkeypatch, capsys, args: list[str], expected: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, err = run_main([*args, *TINY], capsys)
+    assert code == 2 and expected in err, err
+    assert len(err.strip().splitlines()) == 1 and "Lexer" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def stop_at_first_epoch(monkeypatch) -> None:
+    """Training stops as on Ctrl-C, before its first epoch."""
+    from nodecli import train
+    from nodecli.signals import StopRequested
+
+    def stop(*args, **kwargs):
+        raise StopRequested(2)
+
+    monkeypatch.setattr(train, "_train", stop)
+
+
+def test_an_interrupted_run_prints_a_quoted_resume_command(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    stop_at_first_epoch(monkeypatch)
+    code, err = run_main(["train", "hydra.run.dir=my runs/x", *TINY], capsys)
+    assert code == 130
+    assert f"""nodecli train 'resume="{tmp_path}/my runs/x"'""" in err, err
+
+
+def test_an_interrupted_sweep_job_points_only_to_the_sweeps_resume(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from nodecli import cli
+
+    monkeypatch.chdir(tmp_path)
+    stop_at_first_epoch(monkeypatch)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["sweep", "seed=0,1", "hydra.sweep.dir=my sweep", *TINY])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 130, out + err
+    assert "nodecli train" not in out + err
+    hint = """nodecli sweep 'sweep.resume="my sweep"'"""
+    assert hint in err and f"continue with `{hint}`" in out

@@ -180,7 +180,7 @@ def test_resume_refuses_config_changes_and_finished_runs(cli, tmp_path: Path) ->
     changed = cli("train", f"resume={run_dir}", "sensealg=adjoint")
     assert changed.returncode == 2 and "only train.epochs=N" in changed.stderr
     finished = cli("train", f"resume={run_dir}")
-    assert finished.returncode == 2 and "all 1 epochs are finished" in finished.stderr
+    assert finished.returncode == 2 and "already has 1 finished epoch(s)" in finished.stderr
     assert (run_dir / "metrics.csv").read_text() == before
 
 

@@ -347,3 +347,11 @@ def test_sigkilled_run_is_reported_stale(tmp_path: Path) -> None:
     (row,) = summary.incomplete.to_dict(orient="records")
     assert row["status"] == "stale" and row["epochs"] >= 1
     assert summary.groups["runs"].tolist() == [0]
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-5", "0"])
+def test_stale_after_must_be_a_positive_finite_number(tmp_path: Path, capsys, value: str) -> None:
+    code, out, err = report(capsys, str(tmp_path), f"--stale-after={value}")
+    assert code == 2 and out == ""
+    assert err.startswith(f"nodecli: error: --stale-after={value} is out of range")
+    assert len(err.strip().splitlines()) == 1

@@ -372,12 +372,63 @@ def test_the_overlap_check_catches_overlap_and_clipping() -> None:
 
 def test_a_label_wider_than_the_terminal_wraps_whole(tmp_path: Path, capsys, monkeypatch) -> None:
     combos = write_groups(tmp_path, 12)
-    monkeypatch.setenv("COLUMNS", "36")  # narrower than label + one figure
+    monkeypatch.setenv("COLUMNS", "40")  # narrower than label + one figure
     code, out, err = report(capsys, str(tmp_path))
     assert code == 0, err
-    assert "…" not in out and max(len(line) for line in out.splitlines()) <= 36
+    assert "…" not in out and max(len(line) for line in out.splitlines()) <= 40
     first_table = out.split("nodecli report (2/")[0]
     cells = [line.split("│")[1].strip() for line in first_table.splitlines() if line[:1] == "│"]
     text = " ".join(cells)
     for label in expected_labels(12, combos):
         assert label in text
+
+
+@pytest.mark.parametrize("columns", ["1", "20", "39"])
+def test_a_very_narrow_terminal_gets_the_minimum_width(
+    tmp_path: Path, capsys, monkeypatch, columns: str
+) -> None:
+    """Below MIN_WIDTH every cell would wrap a character or two per line (or be cut)."""
+    from nodecli.render_table import MIN_WIDTH
+
+    write_groups(tmp_path, 5)
+    monkeypatch.setenv("COLUMNS", columns)
+    code, out, err = report(capsys, str(tmp_path))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert "…" not in out and max(len(line) for line in lines) <= MIN_WIDTH == 40
+    assert "│ gauss " in out  # a whole label on its line
+
+
+@pytest.mark.parametrize("args", [[], ["--epochs"]])
+def test_report_lines_have_no_trailing_spaces(
+    tmp_path: Path, capsys, monkeypatch, args: list[str]
+) -> None:
+    write_groups(tmp_path, 5)
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = report(capsys, str(tmp_path), *args)
+    assert code == 0, err
+    assert "nodecli report (1/" in out or args
+    assert [line for line in out.splitlines() if line != line.rstrip()] == []
+
+
+@pytest.mark.slow
+def test_a_closed_pipe_ends_the_report_quietly(tmp_path: Path, monkeypatch) -> None:
+    """`nodecli report | head -2`: no message, no traceback, exit 141 (128 + SIGPIPE) as
+    for a tool that SIGPIPE ends (git log | head)."""
+    import os
+    import subprocess
+    import sys
+
+    write_groups(tmp_path, 5)
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the report writes
+    monkeypatch.setenv("COLUMNS", "80")
+    result = subprocess.run(
+        [sys.executable, "-m", "nodecli.cli", "report", str(tmp_path)],
+        stdout=write,
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=120,
+    )
+    os.close(write)
+    assert result.returncode == 141 and result.stderr == ""

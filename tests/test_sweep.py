@@ -101,6 +101,37 @@ def test_bad_value_in_one_job_exits_2_before_anything_runs(
         assert not (tmp_path / "outputs").exists()
 
 
+def test_long_overrides_and_path_values_get_one_folder_name_each(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """Over 255 bytes ("File name too long") the name is cut and ends in a hash; a `/` in
+    a value would nest folders. Both sweeps run, and resume finds the same folders."""
+    from nodecli import cli
+    from nodecli.hydra_app import MAX_NAME_BYTES
+
+    monkeypatch.chdir(tmp_path)
+    long = "0.00100000000000000000001"
+    keys = ["solver.rtol", "solver.atol", "sensealg.adjoint_rtol", "sensealg.adjoint_atol"]
+    args = ["seed=0,1", "sensealg=adjoint", "dataset.root=data/my-digits", *TINY1]
+    args += [f"{key}={long}" for key in keys] + [f"model.t1=1.{'0' * 40}1", "device.threads=1"]
+    args += ["layer_style=module", "model.latent=20", "model.hidden=10", "data.split=0.9"]
+    for resume in (False, True):
+        extra = [f"sweep.resume={sweep_dirs(tmp_path)[0]}"] if resume else []
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["sweep", *args, *extra])
+        out, err = capsys.readouterr()
+        assert exit_info.value.code == 0, out + err
+    assert out.count("skipped (already completed)") == 2
+    (sweep_dir,) = sweep_dirs(tmp_path)
+    jobs = job_dirs(sweep_dir)
+    assert [_num(j) for j in jobs] == [0, 1] and all(status(j) == "completed" for j in jobs)
+    assert all(len(j.name.encode()) <= MAX_NAME_BYTES for j in jobs)
+    assert "dataset.root=data_my-digits" in jobs[0].name
+    assert sorted(p.name for p in sweep_dir.iterdir()) == sorted(
+        [".nodecli.lock", "multirun.yaml", "sweep.json", *(j.name for j in jobs)]
+    )
+
+
 @pytest.mark.slow
 def test_failed_job_does_not_stop_others_and_resume_reruns_only_it(cli, tmp_path: Path) -> None:
     # solver.max_steps=1 validates but the solver gives up at run time: a failed run.

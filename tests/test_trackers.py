@@ -82,6 +82,40 @@ def test_unreachable_tracker_is_one_warning_and_training_goes_on(tmp_path: Path,
     trackers.finish("completed")
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("nodecli: warning: logger=mlflow failed")
+    why = err[0].removeprefix("nodecli: warning: logger=mlflow failed (").split("); it is off")[0]
+    assert why.count("(") == why.count(")") and why.count('"') % 2 == 0, why
+
+
+def test_mlflow_creating_its_store_prints_no_info_lines(tmp_path: Path, capfd) -> None:
+    pytest.importorskip("mlflow")
+    import logging
+
+    uri = f"sqlite:///{tmp_path}/new-store/mlflow.db"
+    trackers = Trackers(LoggerConfig(mlflow=MLflowConfig(tracking_uri=uri)), tmp_path, PARAMS)
+    trackers.finish("completed")
+    out, err = capfd.readouterr()
+    assert "INFO" not in out + err and "database tables" not in out + err
+    for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
+        assert not logging.getLogger(name).isEnabledFor(logging.INFO)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("short (fine)", "short (fine)"),
+        ("first line\nsecond line", "first line"),
+        ("word " * 60, ("word " * 40).rstrip() + " …"),
+        ("x" * 300, "x" * 200 + " …"),
+        ("failed: Max retries (Caused by Error(\"conn(host='h', " + "port=9 " * 40 + '"))',
+         "failed: Max retries …"),
+    ],
+)  # fmt: skip
+def test_long_tracker_errors_are_cut_at_a_word_with_nothing_left_open(
+    text: str, expected: str
+) -> None:
+    from nodecli.trackers import shorten
+
+    assert shorten(text) == expected
 
 
 def test_missing_client_is_one_line_naming_the_extra(monkeypatch) -> None:
