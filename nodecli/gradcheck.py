@@ -271,6 +271,11 @@ def gradcheck_command(args: list[str]) -> int:
     # The reference is direct: it gets the same per-method filtering as every method, so
     # sensealg.seminorm=true (meant for adjoint) does not make its config invalid.
     ref_cfg = compose_config(method_overrides(base, "direct"))
+    if ref_cfg.backend.name != "nodecli":  # else it would be silently ignored
+        raise ConfigError(
+            f"gradcheck checks nodecli's own gradient methods; backend={ref_cfg.backend.name} "
+            "is not used here (compare backends with nodecli sweep backend=... and nodecli report)"
+        )
     check_environment(ref_cfg)
     configs = {m: compose_config(method_overrides(base, m)) for m in parsed.methods}
     dtype = torch.float64 if parsed.dtype == "float64" else torch.float32

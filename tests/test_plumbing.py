@@ -539,6 +539,7 @@ def test_readme_gradcheck_example_with_a_key_direct_refuses(
         (["--methods", "direct", "sensealg.seminorm=true"], "applies to none of the checked"),
         (["sensealg.seminrm=true"], "did you mean 'sensealg.seminorm'"),
         (["sensealg=nope"], "sensealg=nope is not an option"),
+        (["backend=torchdyn"], "backend=torchdyn is not used here"),
     ],
 )
 def test_gradcheck_refuses_values_that_cannot_work(
