@@ -44,7 +44,7 @@ from nodecli.data import load_dataset
 from nodecli.model import ODEBlock, build_model
 from nodecli.ode.methods import METHODS
 from nodecli.ode.spec import SolveSpec
-from nodecli.runs import dist_version
+from nodecli.provenance import dist_version
 from nodecli.summary import load_runs
 from nodecli.train import make_optimizer, train_epoch
 

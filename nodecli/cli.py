@@ -24,7 +24,7 @@ from nodecli.errors import (
     UsageError,
     os_error_line,
 )
-from nodecli.runs import set_command_line
+from nodecli.provenance import set_command_line
 
 USAGE = """usage: nodecli COMMAND [overrides ...]
 

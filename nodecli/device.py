@@ -13,10 +13,14 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 
 from nodecli.errors import ConfigError
+
+if TYPE_CHECKING:  # the type only: config sits above this module
+    from nodecli.config import Config
 
 #: Steps timed per candidate device (after WARMUP_STEPS untimed ones); the median counts.
 TIMED_STEPS = 5
@@ -120,3 +124,36 @@ def check_compiled_on(device_name: str, layer_style: str) -> None:
                 f"layer_style=compiled cannot run on device=cuda here: {problem}; "
                 "use layer_style=module or functional, or device=cpu"
             )
+
+
+#: device=auto's measurements, per experiment shape, so a sweep measures each shape once.
+_AUTO_CHOICES: dict[tuple, tuple[str, dict[str, float]]] = {}
+
+
+def choose_device(
+    cfg: Config, make_step: Callable[[], Callable[[torch.device], Callable[[], None]]]
+) -> tuple[torch.device, dict[str, float] | None]:
+    """The device to train on and, for device=auto with several devices, each one's
+    measured step seconds. MAKE_STEP() builds `fastest`'s step factory (nodecli.train
+    supplies it); it is called only when there is something to measure."""
+    if cfg.device.name != "auto":
+        return resolve_device(cfg.device.name), None
+    candidates = available_devices()
+    if cfg.layer_style.name == "compiled" and "cuda" in candidates and compiled_cuda_problem():
+        candidates.remove("cuda")
+    if len(candidates) == 1:
+        return torch.device(candidates[0]), None
+    key = (
+        tuple(candidates),
+        cfg.backend.name,
+        cfg.layer_style.name,
+        cfg.sensealg.name,
+        cfg.solver.method,
+        cfg.train.batch_size,
+        cfg.model.latent,
+        cfg.model.hidden,
+    )
+    if key not in _AUTO_CHOICES:
+        _AUTO_CHOICES[key] = fastest(candidates, make_step())
+    name, seconds = _AUTO_CHOICES[key]
+    return torch.device(name), seconds

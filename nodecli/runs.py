@@ -14,15 +14,12 @@ This module is also the only reader of record files: `read_run_json`, `read_metr
 from __future__ import annotations
 
 import csv
-import importlib.metadata
 import io
 import json
 import math
 import os
-import platform
 import secrets
 import socket
-import sys
 import tempfile
 import time
 from collections.abc import Iterable
@@ -33,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from nodecli.errors import ConfigError
 from nodecli.ownership import CLAIM_FILE, claim_folder, ensure_owned, process_alive
+from nodecli.provenance import command_line, versions
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,17 +75,6 @@ def _default_file_mode() -> int:
 
 
 FILE_MODE = _default_file_mode()
-_command_line: list[str] = []
-
-
-def set_command_line(argv: list[str]) -> None:
-    """The full command line (subcommand included) that run.json records as argv;
-    Hydra's main only ever sees the overrides."""
-    _command_line[:] = argv
-
-
-def command_line() -> list[str]:
-    return list(_command_line) or list(sys.argv)
 
 
 def now_iso() -> str:
@@ -117,37 +104,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def dist_version(name: str) -> str:
-    """An installed distribution's version from its metadata (no import needed)."""
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def versions(backend: str = "nodecli") -> dict[str, str]:
-    """Versions that decide the numbers a run produces, the BACKEND's library included.
-
-    Library versions come from the package metadata: importing torchdiffeq pulls in scipy
-    (~0.7 s), which a `sensealg=direct` run never needs.
-    """
-    import torch
-
-    import nodecli
-    from nodecli.backends import distribution
-
-    found = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchdiffeq": dist_version("torchdiffeq"),
-        "nodecli": nodecli.__version__,
-    }
-    peer = distribution(backend)
-    if peer is not None:
-        found[peer] = dist_version(peer)
-    return found
 
 
 @dataclass

@@ -20,11 +20,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from torch import Tensor
 
-from nodecli import device as devices
 from nodecli.config import Config
 from nodecli.console import make_console
 from nodecli.data import DataSplit, load_dataset, shuffled_batches
-from nodecli.device import compiled_cuda_problem, fastest, resolve_device, synchronize
+from nodecli.device import choose_device, synchronize
 from nodecli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, os_error_line
 from nodecli.hydra_app import shell_override
 from nodecli.memory import MemoryProbe
@@ -189,36 +188,6 @@ def epochs_table(results: list[EpochResult]) -> Table:
     return table
 
 
-#: device=auto's measurements, per experiment shape, so a sweep measures each shape once.
-_AUTO_CHOICES: dict[tuple, tuple[str, dict[str, float]]] = {}
-
-
-def choose_device(cfg: Config) -> tuple[torch.device, dict[str, float] | None]:
-    """The device to train on and, for device=auto with several devices, each one's
-    measured step seconds (nodecli.device says why auto measures)."""
-    if cfg.device.name != "auto":
-        return resolve_device(cfg.device.name), None
-    candidates = devices.available_devices()  # looked up at call time: tests pin it
-    if cfg.layer_style.name == "compiled" and "cuda" in candidates and compiled_cuda_problem():
-        candidates.remove("cuda")
-    if len(candidates) == 1:
-        return torch.device(candidates[0]), None
-    key = (
-        tuple(candidates),
-        cfg.backend.name,
-        cfg.layer_style.name,
-        cfg.sensealg.name,
-        cfg.solver.method,
-        cfg.train.batch_size,
-        cfg.model.latent,
-        cfg.model.hidden,
-    )
-    if key not in _AUTO_CHOICES:
-        _AUTO_CHOICES[key] = fastest(candidates, _training_step(cfg))
-    name, seconds = _AUTO_CHOICES[key]
-    return torch.device(name), seconds
-
-
 def _training_step(cfg: Config) -> Callable[[torch.device], Callable[[], None]]:
     """MAKE_STEP for device.fastest: one forward + backward of this experiment's model on
     its first training batch. The model is built under a forked RNG, so the run's own
@@ -260,7 +229,7 @@ def run_experiment(
     """
     if cfg.device.threads is not None:
         torch.set_num_threads(cfg.device.threads)
-    device, step_seconds = choose_device(cfg)
+    device, step_seconds = choose_device(cfg, lambda: _training_step(cfg))
     record = RunRecord(Path(run_dir))
     record.start(
         str(device),

@@ -21,7 +21,7 @@ from nodecli.model import build_model
 from nodecli.ode.methods import SENSEALGS, method_for
 from nodecli.ode.settings import SolverSettings
 from nodecli.ode.spec import SolveSpec
-from nodecli.runs import versions
+from nodecli.provenance import versions
 
 PEER_COMBINATIONS = [(b, s) for b, support in MATRIX.items() for s in support.sensealgs]
 

@@ -21,7 +21,7 @@ from nodecli.hydra_app import compose_config
 from nodecli.ode.methods import METHODS
 from nodecli.ownership import claim_folder, release_folder
 from nodecli.resume import save_training_state
-from nodecli.train import _AUTO_CHOICES, make_optimizer, run_experiment
+from nodecli.train import make_optimizer, run_experiment
 
 TIME_COLUMNS = ["train_time_s", "compile_time_s"]
 
@@ -53,7 +53,7 @@ def test_auto_measures_records_and_leaves_the_numbers_alone(tmp_path, monkeypatc
     """With two devices auto times both (here two names for the CPU), records the times,
     and the run's numbers equal a device=cpu run: the measuring model is built under a
     forked RNG, so the run's own initialisation is untouched."""
-    _AUTO_CHOICES.clear()
+    devices._AUTO_CHOICES.clear()
     plain = tmp_path / "plain"
     run_experiment(compose_config([*TINY, "device=cpu"]), plain, [])
     monkeypatch.setattr(devices, "available_devices", lambda: ["cpu", "cpu:0"])
