@@ -182,20 +182,13 @@ def checkpoint_epoch(run_dir: Path, config: Config, run_id: str | None = None) -
     # Imported here: torch and the model are only needed once a resume gets this far.
     import torch
 
-    from nodecli.model import build_model
     from nodecli.resume import ResumeError, read_training_state
-    from nodecli.train import make_optimizer, solve_spec
+    from nodecli.train import make_optimizer, model_for
 
     path = run_dir / CHECKPOINT_FILE
     try:
         state = read_training_state(path)
-        model = build_model(
-            config.layer_style.name,
-            solve_spec(config),
-            config.model.latent,
-            config.model.hidden,
-            config.model.t1,
-        )
+        model = model_for(config)
         model.load_state_dict(state["model"])
         make_optimizer(model, config.train.lr).load_state_dict(state["optimizer"])
         torch.Generator().set_state(state["data_generator"])

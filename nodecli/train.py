@@ -68,6 +68,19 @@ def solve_spec(cfg: Config) -> SolveSpec:
 
 
 @torch.no_grad()
+def model_for(cfg: Config, style: str | None = None) -> NeuralODEClassifier:
+    """The classifier CFG describes (STYLE replaces its layer style), initialised from the
+    global RNG like `build_model`: seed it first for reproducible weights."""
+    return build_model(
+        style or cfg.layer_style.name,
+        solve_spec(cfg),
+        cfg.model.latent,
+        cfg.model.hidden,
+        cfg.model.t1,
+        backend=cfg.backend.name,
+    )
+
+
 def accuracy(model: NeuralODEClassifier, x: Tensor, y: Tensor, chunk: int = 8192) -> float:
     """Percentage of correct predictions, evaluated in large chunks (one solve per chunk)."""
     model.eval()
@@ -199,14 +212,7 @@ def _training_step(cfg: Config) -> Callable[[torch.device], Callable[[], None]]:
 
     def make(device: torch.device) -> Callable[[], None]:
         with torch.random.fork_rng(devices=[]):
-            model = build_model(
-                style,
-                solve_spec(cfg),
-                cfg.model.latent,
-                cfg.model.hidden,
-                cfg.model.t1,
-                backend=cfg.backend.name,
-            ).to(device)
+            model = model_for(cfg, style).to(device)
         x, y = xb.to(device), yb.to(device)
 
         def step() -> None:
@@ -319,14 +325,7 @@ def _train(
     data = load_dataset(
         cfg.dataset.name, cfg.data.n, cfg.data.split, cfg.seed, cfg.dataset.root
     ).to(device)
-    model = build_model(
-        cfg.layer_style.name,
-        solve_spec(cfg),
-        cfg.model.latent,
-        cfg.model.hidden,
-        cfg.model.t1,
-        backend=cfg.backend.name,
-    ).to(device)
+    model = model_for(cfg).to(device)
     optimizer = make_optimizer(model, cfg.train.lr)
     generator = torch.Generator().manual_seed(cfg.seed)
     finished = 0
