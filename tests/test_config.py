@@ -203,3 +203,13 @@ def test_cfg_and_info_refuse_bad_overrides_in_one_line(capsys) -> None:
 def test_tracker_key_typos_get_did_you_mean(overrides: list[str], suggestion: str) -> None:
     with pytest.raises(ConfigError, match=f"did you mean '{suggestion}'"):
         compose_config(overrides)
+
+
+@pytest.mark.parametrize("override", ["~sensealg", "~train.epochs", "~seed=0", "~solver"])
+def test_deleting_a_config_entry_is_refused(override: str) -> None:
+    # `~sensealg` used to compose to no gradient method at all and fail mid-run (exit 1).
+    with pytest.raises(ConfigError) as err:
+        compose_config([override])
+    key = override.lstrip("~").split("=")[0]
+    assert str(err.value).startswith(f"{override} deletes a config entry")
+    assert f"({key}=…;" in str(err.value)
