@@ -14,6 +14,7 @@ everywhere: progress lines, summary and folders.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import sys
@@ -36,6 +37,7 @@ from nodecli.runs import (
     read_run_json,
     run_state,
 )
+from nodecli.signals import ForwardStop
 from nodecli.sweep_job import sweep_task
 from nodecli.sweep_plan import (
     RESUME_KEY,
@@ -149,7 +151,8 @@ def sweep_command(args: list[str]) -> int:
             flush=True,
         )
     launcher = [o for o in plan.hydra_overrides if o.startswith("hydra/launcher=")]
-    if launcher and launcher[-1] != "hydra/launcher=basic":
+    in_children = bool(launcher) and launcher[-1] != "hydra/launcher=basic"
+    if in_children:
         # Jobs print their own start line in the launcher's processes / logs.
         for num, job in enumerate(plan.jobs):
             label = " ".join(job) or "(defaults)"
@@ -163,8 +166,10 @@ def sweep_command(args: list[str]) -> int:
     ]
     interrupted = launcher_failed = False
     stopped_by: int | None = None
+    forward = ForwardStop()  # the basic launcher's jobs take the signal themselves
     try:
-        run_hydra(sweep_task, hydra_args, plan.sweep_dir)
+        with forward if in_children else contextlib.nullcontext():
+            run_hydra(sweep_task, hydra_args, plan.sweep_dir)
     except KeyboardInterrupt:
         interrupted = True
     except PluginError as exc:  # the launcher or sweeper gave up; the summary still follows
@@ -178,6 +183,8 @@ def sweep_command(args: list[str]) -> int:
         elif code != 0:
             launcher_failed = True
             print(f"[sweep] the launcher stopped with exit code {exc.code}", flush=True)
+    if forward.signum is not None and stopped_by is None:  # the jobs stopped in children
+        stopped_by = 128 + forward.signum
     trials = job_folders(plan.sweep_dir) if plan.search else {}
     if plan.search:  # the trials Optuna ran, read back from their folders
         plan.jobs = [trial_overrides(path) for _, path in sorted(trials.items())]
