@@ -266,6 +266,25 @@ def _not_applicable(text: str) -> str | None:
     return None
 
 
+def _added_twice(text: str, groups: dict[str, list[str]]) -> str | None:
+    """`+train.epochs=3`, `+sensealg=adjoint`: `+` adds what the config already has;
+    Hydra's wording ("Could not append to config", "Multiple values for") names no fix."""
+    key = re.search(r"An item is already at '([^']+)'", text)
+    if key:
+        name = key.group(1)
+        return f"+{name}=… adds a key the config already has; set it without the +: {name}=VALUE"
+    group = re.search(r"Multiple values for (\S+?)\.", text) or re.search(
+        r"force-add of config groups is not supported: '\+\+([^=']+)=", text
+    )
+    if group and group.group(1) in groups:
+        name = group.group(1)
+        return (
+            f"+{name}=… adds the group {name}, which the config already has; choose its "
+            f"option without the +: {name}=OPTION with OPTION one of {', '.join(groups[name])}"
+        )
+    return None
+
+
 def explain_compose_error(exc: Exception, conf_dir: Path) -> str:
     """Turn a Hydra/OmegaConf compose error into one line naming what is valid."""
     # Hydra wraps the informative OmegaConf error; read the whole chain.
@@ -283,6 +302,9 @@ def explain_compose_error(exc: Exception, conf_dir: Path) -> str:
                 groups[key]
             )
         return f"override '{key}' has no value; write it as {key}=VALUE"
+    added = _added_twice(text, groups)
+    if added:
+        return added
     missing = re.search(r"Could not (?:find|load) '([\w/]+)/([^']*)'", text)
     if missing and missing.group(1) in groups:
         group, option = missing.groups()

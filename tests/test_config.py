@@ -213,3 +213,18 @@ def test_deleting_a_config_entry_is_refused(override: str) -> None:
     key = override.lstrip("~").split("=")[0]
     assert str(err.value).startswith(f"{override} deletes a config entry")
     assert f"({key}=…;" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("+train.epochs=3", "+train.epochs=… adds a key the config already has; set it without"),
+        ("+sensealg=adjoint", "+sensealg=… adds the group sensealg, which the config already"),
+        ("++sensealg=adjoint", "+sensealg=… adds the group sensealg, which the config already"),
+    ],
+)
+def test_adding_what_the_config_has_says_to_drop_the_plus(override: str, expected: str) -> None:
+    # Hydra's "Could not append to config" / "Multiple values for" named no fix.
+    with pytest.raises(ConfigError) as err:
+        compose_config([override])
+    assert str(err.value).startswith(expected)
