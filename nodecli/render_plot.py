@@ -120,6 +120,8 @@ def _accuracy_panel(
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(last, 10)))
+    if last == 1:  # one epoch: the locator's span 0.96..1.04 has no integer tick but 1
+        ax.set_xticks([1])
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
