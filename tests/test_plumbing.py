@@ -660,3 +660,11 @@ def test_sigterm_to_a_sweep_is_passed_on_to_its_job_processes(tmp_path: Path) ->
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_damaged_multirun_yaml_is_not_called_missing(tmp_path: Path) -> None:
+    sweep = tmp_path / "s"
+    (sweep / "0_seed=0" / ".hydra").mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("{")
+    with pytest.raises(ConfigError, match="there is no readable multirun.yaml to rebuild"):
+        plan_sweep([f"sweep.resume={sweep}"])
