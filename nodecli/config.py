@@ -116,6 +116,9 @@ def _choice(name: str, value: str, valid: tuple[str, ...]) -> None:
 MAX_SEED = 2**64 - 1
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max, without torch
+
+
 def _finite_floats(node: object, prefix: str = "") -> None:
     """Every float in the config must be a number: nan and ±inf pass the type check
     (and `inf > 0`), then fail at run time or silently mean 'no limit'."""
@@ -125,6 +128,13 @@ def _finite_floats(node: object, prefix: str = "") -> None:
             _finite_floats(value, f"{prefix}{f.name}.")
         elif isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{prefix}{f.name}={value} is not valid: it must be a finite number")
+        elif isinstance(value, float) and abs(value) > FLOAT32_MAX:
+            # The model trains in float32: train.lr=1e300 failed mid-run with "value cannot
+            # be converted to type float without overflow".
+            raise ConfigError(
+                f"{prefix}{f.name}={value} is out of range: training runs in float32, "
+                f"whose largest number is {FLOAT32_MAX:.4g}"
+            )
 
 
 def validate(cfg: Config) -> None:

@@ -116,6 +116,8 @@ def test_every_method_has_an_implementation() -> None:
             "seed=18446744073709551616 is out of range: it must be at most",
         ),
         ("seed=-1", "seed=-1 is out of range: it must be >= 0"),
+        ("train.lr=1e300", "train.lr=1e+300 is out of range: training runs in float32"),
+        ("model.t1=1e39", "model.t1=1e+39 is out of range: training runs in float32"),
     ],
 )
 def test_values_that_cannot_work_are_one_line_config_errors(override: str, expected: str) -> None:
