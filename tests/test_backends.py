@@ -72,6 +72,10 @@ def test_supported_combinations_compose(backend: str, sensealg: str) -> None:
             ["backend=torchode", "sensealg=adjoint", "sensealg.adjoint_rtol=1e-6"],
             "backend=torchode does not support sensealg.adjoint_rtol=1e-06",
         ),
+        (  # its ODE parameter gradients came out zero (a shape error in training)
+            ["backend=torchode", "sensealg=adjoint", "layer_style=functional"],
+            "backend=torchode does not support layer_style=functional with sensealg=adjoint",
+        ),
     ],
 )
 def test_options_a_library_lacks_are_refused(overrides: list[str], expected: str) -> None:
