@@ -98,6 +98,7 @@ def compose_config(overrides: list[str]) -> Config:
 
     refuse_group_lists(overrides)
     refuse_deletions(overrides)
+    refuse_chdir(overrides)
     register_schema()
     register_resolvers()
     GlobalHydra.instance().clear()
@@ -156,6 +157,19 @@ def refuse_deletions(overrides: list[str]) -> None:
             raise ConfigError(
                 f"{text} deletes a config entry, but every key is required; set a value "
                 f"instead ({key}=…; nodecli train --help lists every key and option)"
+            )
+
+
+def refuse_chdir(overrides: list[str]) -> None:
+    """`hydra.job.chdir=true` makes the run folder the working directory, so relative
+    paths (the default MLflow store sqlite:///outputs/mlflow.db, dataset.root) landed
+    inside each run's record. nodecli never needs it: refuse it."""
+    for text, override in zip(overrides, parse_overrides(overrides), strict=True):
+        if override.key_or_group == "hydra.job.chdir" and str(override.value()).lower() != "false":
+            raise ConfigError(
+                f"{text} is not supported: relative paths (logger.mlflow.tracking_uri, "
+                "dataset.root) would then resolve inside each run folder; leave "
+                "hydra.job.chdir out (false)"
             )
 
 

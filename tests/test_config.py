@@ -230,3 +230,10 @@ def test_adding_what_the_config_has_says_to_drop_the_plus(override: str, expecte
     with pytest.raises(ConfigError) as err:
         compose_config([override])
     assert str(err.value).startswith(expected)
+
+
+def test_hydra_job_chdir_is_refused() -> None:
+    # With it the default MLflow store was written to <run folder>/outputs/mlflow.db.
+    with pytest.raises(ConfigError, match=r"^hydra.job.chdir=true is not supported"):
+        compose_config(["hydra.job.chdir=true"])
+    compose_config(["hydra.job.chdir=false"])
