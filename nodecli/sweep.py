@@ -68,6 +68,10 @@ bad command line or folder, 130 / 143 when stopped by Ctrl-C / SIGTERM.
 """
 
 
+#: Launchers whose jobs run in child processes of `nodecli sweep` on this machine.
+LOCAL_CHILDREN = ("hydra/launcher=joblib", "hydra/launcher=submitit_local")
+
+
 def refuse_live_jobs(plan: SweepPlan) -> None:
     """Resuming while a job of the sweep still runs would train it twice at once."""
     for num, job in enumerate(plan.jobs):
@@ -151,8 +155,7 @@ def sweep_command(args: list[str]) -> int:
             flush=True,
         )
     launcher = [o for o in plan.hydra_overrides if o.startswith("hydra/launcher=")]
-    in_children = bool(launcher) and launcher[-1] != "hydra/launcher=basic"
-    if in_children:
+    if launcher and launcher[-1] != "hydra/launcher=basic":
         # Jobs print their own start line in the launcher's processes / logs.
         for num, job in enumerate(plan.jobs):
             label = " ".join(job) or "(defaults)"
@@ -166,9 +169,11 @@ def sweep_command(args: list[str]) -> int:
     ]
     interrupted = launcher_failed = False
     stopped_by: int | None = None
-    forward = ForwardStop()  # the basic launcher's jobs take the signal themselves
+    # The basic launcher's jobs take the signal themselves; SLURM jobs are not children
+    # and keep running when `nodecli sweep` is killed (sweep.resume picks them up).
+    forward = ForwardStop()
     try:
-        with forward if in_children else contextlib.nullcontext():
+        with forward if launcher and launcher[-1] in LOCAL_CHILDREN else contextlib.nullcontext():
             run_hydra(sweep_task, hydra_args, plan.sweep_dir)
     except KeyboardInterrupt:
         interrupted = True
