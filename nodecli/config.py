@@ -116,6 +116,9 @@ def _choice(name: str, value: str, valid: tuple[str, ...]) -> None:
 MAX_SEED = 2**64 - 1
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max, without torch
+
+
 def _finite_floats(node: object, prefix: str = "") -> None:
     """Every float in the config must be a number: nan and ±inf pass the type check
     (and `inf > 0`), then fail at run time or silently mean 'no limit'."""
@@ -125,6 +128,13 @@ def _finite_floats(node: object, prefix: str = "") -> None:
             _finite_floats(value, f"{prefix}{f.name}.")
         elif isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{prefix}{f.name}={value} is not valid: it must be a finite number")
+        elif isinstance(value, float) and abs(value) > FLOAT32_MAX:
+            # The model trains in float32: train.lr=1e300 failed mid-run with "value cannot
+            # be converted to type float without overflow".
+            raise ConfigError(
+                f"{prefix}{f.name}={value} is out of range: training runs in float32, "
+                f"whose largest number is {FLOAT32_MAX:.4g}"
+            )
 
 
 def validate(cfg: Config) -> None:
@@ -266,6 +276,25 @@ def _not_applicable(text: str) -> str | None:
     return None
 
 
+def _added_twice(text: str, groups: dict[str, list[str]]) -> str | None:
+    """`+train.epochs=3`, `+sensealg=adjoint`: `+` adds what the config already has;
+    Hydra's wording ("Could not append to config", "Multiple values for") names no fix."""
+    key = re.search(r"An item is already at '([^']+)'", text)
+    if key:
+        name = key.group(1)
+        return f"+{name}=… adds a key the config already has; set it without the +: {name}=VALUE"
+    group = re.search(r"Multiple values for (\S+?)\.", text) or re.search(
+        r"force-add of config groups is not supported: '\+\+([^=']+)=", text
+    )
+    if group and group.group(1) in groups:
+        name = group.group(1)
+        return (
+            f"+{name}=… adds the group {name}, which the config already has; choose its "
+            f"option without the +: {name}=OPTION with OPTION one of {', '.join(groups[name])}"
+        )
+    return None
+
+
 def explain_compose_error(exc: Exception, conf_dir: Path) -> str:
     """Turn a Hydra/OmegaConf compose error into one line naming what is valid."""
     # Hydra wraps the informative OmegaConf error; read the whole chain.
@@ -283,6 +312,9 @@ def explain_compose_error(exc: Exception, conf_dir: Path) -> str:
                 groups[key]
             )
         return f"override '{key}' has no value; write it as {key}=VALUE"
+    added = _added_twice(text, groups)
+    if added:
+        return added
     missing = re.search(r"Could not (?:find|load) '([\w/]+)/([^']*)'", text)
     if missing and missing.group(1) in groups:
         group, option = missing.groups()

@@ -145,15 +145,36 @@ def ensure_mnist(root: str | Path, download: bool) -> None:
         )
     from torchvision.datasets import MNIST
 
+    created = [p for p in (where, *where.parents) if not p.exists()]
     try:
         MNIST(str(root), train=True, download=True)
         MNIST(str(root), train=False, download=True)
     except Exception as exc:  # network errors come in many types; all mean the same here
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        _remove_empty(created)  # a refused command leaves nothing behind
         raise DatasetError(
-            f"dataset=mnist: download into {where} failed ({reason}); without network, copy the "
+            f"dataset=mnist: download into {where} failed ({_reason(exc)}); without network, "
+            f"copy the "
             f"four IDX files ({', '.join(MNIST_FILES.values())}) into {where}"
         ) from exc
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove FOLDERS (deepest first) that a failed download created and left empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (a partial download worth keeping) or already gone
+            return
+
+
+def _reason(exc: Exception) -> str:
+    """torchvision's download error is 'Error downloading X:' then the causes, one a
+    line; its first line alone named no cause. The first cause is enough."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    causes = [line for line in lines[1:] if not line.startswith("Tried ")]
+    return f"{lines[0]} {causes[0]}" if lines[0].endswith(":") and causes else lines[0]
 
 
 def _read_idx(path: Path) -> np.ndarray:

@@ -97,6 +97,8 @@ def compose_config(overrides: list[str]) -> Config:
     from hydra.core.global_hydra import GlobalHydra
 
     refuse_group_lists(overrides)
+    refuse_deletions(overrides)
+    refuse_chdir(overrides)
     register_schema()
     register_resolvers()
     GlobalHydra.instance().clear()
@@ -142,6 +144,32 @@ def refuse_group_lists(overrides: list[str]) -> None:
                 f"{text} is a list, but {group} takes one option; valid {group} options: "
                 f"{', '.join(groups[group])} (to run several, sweep them: "
                 f"nodecli sweep {group}=a,b)"
+            )
+
+
+def refuse_deletions(overrides: list[str]) -> None:
+    """`~sensealg`, `~train.epochs`: every key of the schema is required, so a deleted
+    entry silently fell back to a schema default (or to no method at all, which failed
+    mid-run). Refuse it; Hydra's own `~hydra.*` keys stay Hydra's business."""
+    for text, override in zip(overrides, parse_overrides(overrides), strict=True):
+        key = override.key_or_group
+        if override.is_delete() and key.split(".")[0] != "hydra":
+            raise ConfigError(
+                f"{text} deletes a config entry, but every key is required; set a value "
+                f"instead ({key}=…; nodecli train --help lists every key and option)"
+            )
+
+
+def refuse_chdir(overrides: list[str]) -> None:
+    """`hydra.job.chdir=true` makes the run folder the working directory, so relative
+    paths (the default MLflow store sqlite:///outputs/mlflow.db, dataset.root) landed
+    inside each run's record. nodecli never needs it: refuse it."""
+    for text, override in zip(overrides, parse_overrides(overrides), strict=True):
+        if override.key_or_group == "hydra.job.chdir" and str(override.value()).lower() != "false":
+            raise ConfigError(
+                f"{text} is not supported: relative paths (logger.mlflow.tracking_uri, "
+                "dataset.root) would then resolve inside each run folder; leave "
+                "hydra.job.chdir out (false)"
             )
 
 

@@ -120,6 +120,8 @@ def _accuracy_panel(
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(last, 10)))
+    if last == 1:  # one epoch: the locator's span 0.96..1.04 has no integer tick but 1
+        ax.set_xticks([1])
     ax.set_xlabel("epoch")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
@@ -210,6 +212,10 @@ def _tradeoff_panel(
     ax.grid(alpha=0.3)
 
 
+# Characters of a panel title (font size + 1) that fit in one inch of figure width.
+TITLE_CHARS_PER_INCH = 10
+
+
 def build_figure(df: pd.DataFrame, summary: Summary, facet: str | None = None) -> Figure | None:
     """The figure for SUMMARY's groups with at least one averaged run; None when there is
     none (nothing honest to draw). FACET, a grouping key, splits the accuracy panel."""
@@ -245,6 +251,9 @@ def build_figure(df: pd.DataFrame, summary: Summary, facet: str | None = None) -
         fig = plt.figure(figsize=(width, height), layout="constrained")
         rows = fig.add_gridspec(3, 1, height_ratios=[3.6, bar_height, 3.4])
         acc_grid = rows[0].subgridspec(1, len(facet_values))
+        # Side-by-side facet panels share the width: wrap each title to its panel's share
+        # (~10 title characters per inch at this size), or neighbouring titles overlap.
+        title_chars = max(12, int(TITLE_CHARS_PER_INCH * width / len(facet_values)) - 4)
         clusters: list[tuple[Any, list[str]]] = []
         for i, value in enumerate(facet_values):
             ax = fig.add_subplot(acc_grid[0, i])
@@ -257,7 +266,7 @@ def build_figure(df: pd.DataFrame, summary: Summary, facet: str | None = None) -
             if found:
                 same = sum(len(c) for c in found)
                 title += f"; {same} of {len(mine)} groups coincide (black)"
-            ax.set_title(title)
+            ax.set_title(textwrap.fill(title, title_chars))
         bar_grid = rows[1].subgridspec(1, 2, width_ratios=[3, 2])
         time_ax = fig.add_subplot(bar_grid[0, 0])
         nfe_ax = fig.add_subplot(bar_grid[0, 1], sharey=time_ax)

@@ -154,21 +154,27 @@ def check_resumable(run_dir: Path, config: Config, target: str) -> int:
 
 def check_stored_config(run_dir: Path, config: Config, target: str) -> None:
     """.hydra/config.yaml must be a config a fresh run accepts, equal to what the run's
-    own overrides compose to (train.epochs and resume aside). Hydra rewrites it on
+    own overrides compose to (resume and what RESUME_CHANGES lets resume change aside:
+    comparing device.name made `resume=… device=cpu` fail). Hydra rewrites it on
     resume, so a damaged or edited one would otherwise be replaced without a word."""
     where = f"resume={target}: {CONFIG_FILE}"
     try:
         stored = config_from_tree(read_config_tree(run_dir))
     except (ValueError, ConfigError) as exc:  # unreadable YAML, a wrong type or range
         raise ConfigError(f"{where} is damaged ({exc}); {UNCHANGED}") from exc
-    ignored = {"resume", "train.epochs"}
     now, then = flatten(asdict(config)), flatten(asdict(stored))
-    for key in sorted((now.keys() | then.keys()) - ignored):
-        if now.get(key) != then.get(key):
+    for key in sorted(now.keys() | then.keys()):
+        if key != "resume" and not may_change(key) and now.get(key) != then.get(key):
             raise ConfigError(
                 f"{where} says {key}={then.get(key)}, but the run's overrides compose to "
                 f"{key}={now.get(key)}; resuming would change the experiment; {UNCHANGED}"
             )
+
+
+def may_change(key: str) -> bool:
+    """KEY (flattened, e.g. `device.name`) is one resume may change: RESUME_CHANGES
+    names `device` for the group's choice, stored as `device.name`."""
+    return key in RESUME_CHANGES or key.removesuffix(".name") in RESUME_CHANGES
 
 
 def checkpoint_epoch(run_dir: Path, config: Config, run_id: str | None = None) -> int:

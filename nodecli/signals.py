@@ -7,8 +7,11 @@ at once (KeyboardInterrupt), for a run that seems stuck.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import threading
+from pathlib import Path
 from types import FrameType, TracebackType
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -55,3 +58,50 @@ class GracefulStop:
     ) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
+
+
+def child_pids(parent: int | None = None) -> list[int]:
+    """The direct children of PARENT (default: this process), read from /proc; [] where
+    there is no /proc (then nothing is forwarded)."""
+    parent = os.getpid() if parent is None else parent
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:  # after the command name's ")": state, then the parent's pid
+            fields = stat.read_text().rsplit(")", 1)[-1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if len(fields) > 1 and fields[1] == str(parent):
+            found.append(int(stat.parent.name))
+    return found
+
+
+class ForwardStop:
+    """Context manager for `nodecli sweep` while its jobs run in child processes (joblib,
+    submitit_local). SIGTERM sent to this process alone (`kill PID`, a batch system)
+    killed it at once and left its jobs training, orphaned. Instead pass it on to the
+    children, which stop at their next batch boundary as `train` does, and keep waiting
+    for them. (Ctrl-C in a terminal reaches the whole process group already.)"""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: object = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = signum
+        for pid in child_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    def __enter__(self) -> ForwardStop:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)  # type: ignore[arg-type]

@@ -156,7 +156,8 @@ def summarize(
     config_columns = df.attrs.get("config_columns", [])
     determined: dict[str, str] = {}
     if by:
-        keys = [resolve_key(k, config_columns, "--by") for k in by]
+        # dict.fromkeys: `--by sensealg,sensealg.name` names one key once, not twice.
+        keys = list(dict.fromkeys(resolve_key(k, config_columns, "--by") for k in by))
     else:
         grouping = grouping_keys(df)
         keys, determined = grouping.keys, grouping.determined

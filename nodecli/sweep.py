@@ -14,6 +14,7 @@ everywhere: progress lines, summary and folders.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import sys
@@ -36,6 +37,7 @@ from nodecli.runs import (
     read_run_json,
     run_state,
 )
+from nodecli.signals import ForwardStop
 from nodecli.sweep_job import sweep_task
 from nodecli.sweep_plan import (
     RESUME_KEY,
@@ -64,6 +66,10 @@ bad command line or folder, 130 / 143 when stopped by Ctrl-C / SIGTERM.
   nodecli sweep sensealg=adjoint,direct hydra/launcher=submitit_slurm \\
       hydra.launcher.partition=gpu hydra.launcher.timeout_min=60
 """
+
+
+#: Launchers whose jobs run in child processes of `nodecli sweep` on this machine.
+LOCAL_CHILDREN = ("hydra/launcher=joblib", "hydra/launcher=submitit_local")
 
 
 def refuse_live_jobs(plan: SweepPlan) -> None:
@@ -163,8 +169,12 @@ def sweep_command(args: list[str]) -> int:
     ]
     interrupted = launcher_failed = False
     stopped_by: int | None = None
+    # The basic launcher's jobs take the signal themselves; SLURM jobs are not children
+    # and keep running when `nodecli sweep` is killed (sweep.resume picks them up).
+    forward = ForwardStop()
     try:
-        run_hydra(sweep_task, hydra_args, plan.sweep_dir)
+        with forward if launcher and launcher[-1] in LOCAL_CHILDREN else contextlib.nullcontext():
+            run_hydra(sweep_task, hydra_args, plan.sweep_dir)
     except KeyboardInterrupt:
         interrupted = True
     except PluginError as exc:  # the launcher or sweeper gave up; the summary still follows
@@ -178,6 +188,8 @@ def sweep_command(args: list[str]) -> int:
         elif code != 0:
             launcher_failed = True
             print(f"[sweep] the launcher stopped with exit code {exc.code}", flush=True)
+    if forward.signum is not None and stopped_by is None:  # the jobs stopped in children
+        stopped_by = 128 + forward.signum
     trials = job_folders(plan.sweep_dir) if plan.search else {}
     if plan.search:  # the trials Optuna ran, read back from their folders
         plan.jobs = [trial_overrides(path) for _, path in sorted(trials.items())]

@@ -245,7 +245,7 @@ def _plan_resume(
         raise ConfigError(f"{RESUME_KEY} and hydra.sweep.dir name different directories")
     stored = read_sweep_file(resume_dir) or rebuild_from_hydra(resume_dir)
     if not stored:
-        what = "no job folder" if not job_folders(resume_dir) else f"no {MULTIRUN_FILE}"
+        what = "no job folder" if not job_folders(resume_dir) else f"no readable {MULTIRUN_FILE}"
         raise ConfigError(
             f"{where}: its {SWEEP_FILE} is missing or damaged and there is {what} to "
             "rebuild the plan from; nothing was changed"

@@ -60,7 +60,16 @@ REQUIREMENTS = {
 
 
 def check_trackers(cfg: LoggerConfig) -> None:
-    """Before any work: each chosen tracker's client is installed (one line if not)."""
+    """Before any work: each chosen tracker's client is installed (one line if not), and
+    MLflow's keys are not empty (an empty tracking_uri silently meant MLflow's own default
+    store in the working directory, an empty experiment a warning after the run began)."""
+    if cfg.mlflow is not None:
+        for key in ("tracking_uri", "experiment"):
+            if not str(getattr(cfg.mlflow, key)).strip():
+                raise ConfigError(
+                    f"logger.mlflow.{key} is empty; give one (default: "
+                    f"{getattr(MLflowConfig, key)})"
+                )
     for name in cfg.names():
         missing = [pkg for mod, pkg in REQUIREMENTS[name].items() if not _installed(mod)]
         if missing:

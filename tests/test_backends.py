@@ -72,6 +72,10 @@ def test_supported_combinations_compose(backend: str, sensealg: str) -> None:
             ["backend=torchode", "sensealg=adjoint", "sensealg.adjoint_rtol=1e-6"],
             "backend=torchode does not support sensealg.adjoint_rtol=1e-06",
         ),
+        (  # its ODE parameter gradients came out zero (a shape error in training)
+            ["backend=torchode", "sensealg=adjoint", "layer_style=functional"],
+            "backend=torchode does not support layer_style=functional with sensealg=adjoint",
+        ),
     ],
 )
 def test_options_a_library_lacks_are_refused(overrides: list[str], expected: str) -> None:
@@ -216,3 +220,15 @@ def test_repeated_bundled_digits_reach_mnist_size() -> None:
     data = load_dataset(cfg.dataset.name, 2400, 0.5, 0)
     assert (len(data.y_train), len(data.y_test)) == (1200, 1200)
     assert torch.bincount(torch.cat([data.y_train, data.y_test]), minlength=10).min() > 0
+
+
+def test_torchode_giving_up_is_a_solver_error() -> None:
+    # torchode reports max_steps in `status` without raising: the run failed later with
+    # "Adam.step: a parameter has no gradient".
+    from nodecli.ode.errors import SolverError
+
+    torch.manual_seed(0)
+    spec = SolveSpec(SolverSettings(max_steps=1), method_for("direct"))
+    model = build_model("module", spec, backend="torchode")
+    with pytest.raises(SolverError, match=r"torchode exceeded solver.max_steps=1"):
+        model(torch.rand(4, 784))

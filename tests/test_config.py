@@ -116,6 +116,8 @@ def test_every_method_has_an_implementation() -> None:
             "seed=18446744073709551616 is out of range: it must be at most",
         ),
         ("seed=-1", "seed=-1 is out of range: it must be >= 0"),
+        ("train.lr=1e300", "train.lr=1e+300 is out of range: training runs in float32"),
+        ("model.t1=1e39", "model.t1=1e+39 is out of range: training runs in float32"),
     ],
 )
 def test_values_that_cannot_work_are_one_line_config_errors(override: str, expected: str) -> None:
@@ -203,3 +205,35 @@ def test_cfg_and_info_refuse_bad_overrides_in_one_line(capsys) -> None:
 def test_tracker_key_typos_get_did_you_mean(overrides: list[str], suggestion: str) -> None:
     with pytest.raises(ConfigError, match=f"did you mean '{suggestion}'"):
         compose_config(overrides)
+
+
+@pytest.mark.parametrize("override", ["~sensealg", "~train.epochs", "~seed=0", "~solver"])
+def test_deleting_a_config_entry_is_refused(override: str) -> None:
+    # `~sensealg` used to compose to no gradient method at all and fail mid-run (exit 1).
+    with pytest.raises(ConfigError) as err:
+        compose_config([override])
+    key = override.lstrip("~").split("=")[0]
+    assert str(err.value).startswith(f"{override} deletes a config entry")
+    assert f"({key}=…;" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("+train.epochs=3", "+train.epochs=… adds a key the config already has; set it without"),
+        ("+sensealg=adjoint", "+sensealg=… adds the group sensealg, which the config already"),
+        ("++sensealg=adjoint", "+sensealg=… adds the group sensealg, which the config already"),
+    ],
+)
+def test_adding_what_the_config_has_says_to_drop_the_plus(override: str, expected: str) -> None:
+    # Hydra's "Could not append to config" / "Multiple values for" named no fix.
+    with pytest.raises(ConfigError) as err:
+        compose_config([override])
+    assert str(err.value).startswith(expected)
+
+
+def test_hydra_job_chdir_is_refused() -> None:
+    # With it the default MLflow store was written to <run folder>/outputs/mlflow.db.
+    with pytest.raises(ConfigError, match=r"^hydra.job.chdir=true is not supported"):
+        compose_config(["hydra.job.chdir=true"])
+    compose_config(["hydra.job.chdir=false"])

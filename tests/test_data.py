@@ -88,6 +88,29 @@ def test_mnist_missing_files_without_download_says_where(tmp_path: Path) -> None
         ensure_mnist(tmp_path, download=False)
 
 
+def test_a_failed_download_names_its_cause_and_leaves_no_folders(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # It used to leave root/MNIST/raw behind and say only "Error downloading x.gz:".
+    import torchvision.datasets
+
+    def offline(root: str, train: bool, download: bool) -> None:
+        (Path(root) / "MNIST" / "raw").mkdir(parents=True)
+        raise RuntimeError(
+            "Error downloading train-images-idx3-ubyte.gz:\nTried https://a/, got:\n"
+            "<urlopen error [Errno -2] Name or service not known>\n"
+        )
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    root = tmp_path / "data" / "mnist"
+    with pytest.raises(DatasetError) as err:
+        ensure_mnist(root, download=True)
+    assert "(Error downloading train-images-idx3-ubyte.gz: <urlopen error [Errno -2]" in str(
+        err.value
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_mnist_truncated_idx_is_reported(tmp_path: Path) -> None:
     make_mnist(tmp_path)
     path = tmp_path / "MNIST" / "raw" / "train-images-idx3-ubyte"

@@ -237,3 +237,21 @@ def test_cpu_and_cuda_gradients_agree(sensealg) -> None:
         grads[device] = torch.cat([p.grad.reshape(-1).cpu() for p in model.parameters()])
     error = (grads["cuda"] - grads["cpu"]).norm() / grads["cpu"].norm()
     assert error < 1e-4
+
+
+def test_a_stored_config_lets_resume_change_the_device(tmp_path: Path) -> None:
+    """check_stored_config compared device.name and device.threads with the stored
+    config, so `resume=… device=cpu` (which README allows) was refused."""
+    from test_plumbing import write_record
+
+    from nodecli.resume_rules import check_resumable
+
+    run_dir = tmp_path / "run"
+    write_record(run_dir, 2, [*TINY[1:], "train.epochs=2", "device=auto"])
+    moved = compose_config(
+        [*TINY[1:], "train.epochs=3", "device=cpu", "device.threads=2", f"resume={run_dir}"]
+    )
+    assert check_resumable(run_dir, moved, str(run_dir)) == 2
+    changed = compose_config([*TINY[1:], "train.epochs=3", "seed=5", f"resume={run_dir}"])
+    with pytest.raises(ConfigError, match="says seed="):
+        check_resumable(run_dir, changed, str(run_dir))

@@ -624,3 +624,47 @@ def test_an_interrupted_sweep_job_points_only_to_the_sweeps_resume(
     assert "nodecli train" not in out + err
     hint = """nodecli sweep 'sweep.resume="my sweep"'"""
     assert hint in err and f"continue with `{hint}`" in out
+
+
+def test_sigterm_to_a_sweep_is_passed_on_to_its_job_processes(tmp_path: Path) -> None:
+    """SIGTERM to `nodecli sweep` alone killed it and left joblib/submitit jobs training,
+    orphaned; ForwardStop passes it on to the child processes and records it."""
+    import signal
+    import subprocess
+    import sys
+
+    from nodecli.signals import ForwardStop, child_pids
+
+    seen = tmp_path / "seen"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import pathlib, signal, sys, time\n"
+            f"signal.signal(signal.SIGTERM, lambda *a: (pathlib.Path({str(seen)!r})"
+            ".write_text('TERM'), sys.exit(0)))\n"
+            "print('ready', flush=True)\ntime.sleep(30)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        assert child.pid in child_pids()
+        with ForwardStop() as forward:
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert child.wait(timeout=10) == 0
+        assert forward.signum == signal.SIGTERM
+        assert seen.read_text() == "TERM"
+        assert signal.getsignal(signal.SIGTERM) is not forward._handle  # restored
+    finally:
+        child.kill()
+        child.wait()
+
+
+def test_a_damaged_multirun_yaml_is_not_called_missing(tmp_path: Path) -> None:
+    sweep = tmp_path / "s"
+    (sweep / "0_seed=0" / ".hydra").mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("{")
+    with pytest.raises(ConfigError, match="there is no readable multirun.yaml to rebuild"):
+        plan_sweep([f"sweep.resume={sweep}"])

@@ -121,6 +121,14 @@ def test_summary_groups_by_varying_keys_mean_std_and_speedup(tmp_path: Path) -> 
     assert not summary.memory_columns  # CPU runs record no memory
 
 
+def test_a_key_named_twice_in_by_groups_once(tmp_path: Path) -> None:
+    # `--by sensealg,sensealg` headed the label column "sensealg.name · sensealg.name".
+    three_by_two(tmp_path)
+    summary = summarize(load_runs([tmp_path]), by=["sensealg", "sensealg.name"])
+    assert summary.by == ["sensealg.name"]
+    assert summary.header == "sensealg"
+
+
 def test_cli_markdown_is_a_valid_table_with_mean_std(tmp_path: Path, capsys) -> None:
     three_by_two(tmp_path)
     code, out, err = report(capsys, str(tmp_path), "--format", "markdown")

@@ -302,6 +302,35 @@ def test_facet_gives_one_accuracy_panel_per_value(tmp_path: Path, capsys) -> Non
     assert target.read_text().lstrip().startswith("<?xml")
 
 
+@pytest.mark.parametrize("n, facet", [(5, "sensealg.name"), (30, "sensealg.name")])
+def test_many_facet_panels_keep_their_titles_apart(tmp_path: Path, n: int, facet: str) -> None:
+    # With 5 panels "sensealg = interpolating: test accuracy per epoch; …" overlapped its
+    # neighbours' titles and left the figure.
+    import matplotlib.pyplot as plt
+
+    write_groups(tmp_path, n)
+    df = load_runs([tmp_path])
+    fig = build_figure(df, summarize(df), facet=facet)
+    try:
+        assert_text_readable(fig)
+    finally:
+        plt.close(fig)
+
+
+def test_a_one_epoch_figure_ticks_only_epoch_1(tmp_path: Path) -> None:
+    # One-epoch runs got epoch ticks 0.96 and 1.04.
+    import matplotlib.pyplot as plt
+
+    write_run(tmp_path, "one", epochs=1)
+    df = load_runs([tmp_path])
+    fig = build_figure(df, summarize(df))
+    try:
+        fig.canvas.draw()
+        assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["1"]
+    finally:
+        plt.close(fig)
+
+
 def test_coinciding_curves_are_drawn_once_and_named(tmp_path: Path) -> None:
     import matplotlib.pyplot as plt
 

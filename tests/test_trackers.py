@@ -126,6 +126,14 @@ def test_missing_client_is_one_line_naming_the_extra(monkeypatch) -> None:
         check_trackers(LoggerConfig(tensorboard=TensorBoardConfig()))
 
 
+@pytest.mark.parametrize("key", ["tracking_uri", "experiment"])
+def test_empty_mlflow_keys_are_refused_before_any_work(key: str) -> None:
+    # An empty tracking_uri used to log silently to MLflow's default ./mlflow.db.
+    with pytest.raises(ConfigError, match=rf"^logger.mlflow.{key} is empty; give one"):
+        check_trackers(LoggerConfig(mlflow=MLflowConfig(**{key: " "})))
+    check_trackers(LoggerConfig(mlflow=MLflowConfig()))
+
+
 @pytest.mark.slow
 def test_train_logs_to_both_trackers_what_metrics_csv_holds(cli, tmp_path: Path) -> None:
     pytest.importorskip("mlflow")

@@ -13,7 +13,7 @@ The solve code is in nodecli/backends/peers.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "BACKENDS",
@@ -51,6 +51,8 @@ class PeerSupport:
     layer_styles: tuple[str, ...] = ("module", "functional")
     #: solvers that take `solver.step_size` (fixed steps); the others control their steps
     fixed_step_solvers: tuple[str, ...] = ()
+    #: sensealg → layer styles it cannot run with this library
+    style_exclusions: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 #: backend → what it supports. The README's backend matrix is this table.
@@ -87,6 +89,10 @@ MATRIX: dict[str, PeerSupport] = {
         distribution="torchode",
         sensealgs={"direct": "AutoDiffAdjoint", "adjoint": "BacksolveAdjoint"},
         solvers={"tsit5": "Tsit5", "dopri5": "Dopri5"},
+        # BacksolveAdjoint takes its parameter VJPs through functional_call on the field
+        # module, which the functional style's once-per-solve weights never see: its ODE
+        # gradients came out zero (or, for 1-D states, a shape error).
+        style_exclusions={"adjoint": ("functional",)},
     ),
 }
 
@@ -111,9 +117,12 @@ def distribution(backend: str) -> str | None:
 def supported_text(backend: str) -> str:
     """'sensealg=direct, adjoint; solver=tsit5, dopri5; layer_style=module, functional'."""
     s = MATRIX[backend]
+    excluded = "".join(
+        f" ({name}: not {', '.join(styles)})" for name, styles in s.style_exclusions.items()
+    )
     return (
         f"sensealg={', '.join(s.sensealgs)}; solver={', '.join(s.solvers)}; "
-        f"layer_style={', '.join(s.layer_styles)}"
+        f"layer_style={', '.join(s.layer_styles)}{excluded}"
     )
 
 
@@ -141,6 +150,8 @@ def check_combination(
         problem = f"solver={solver}"
     elif layer_style not in s.layer_styles:
         problem = f"layer_style={layer_style}"
+    elif layer_style in s.style_exclusions.get(sensealg, ()):
+        problem = f"layer_style={layer_style} with sensealg={sensealg}"
     elif step_size is not None and solver not in s.fixed_step_solvers:
         problem = f"solver.step_size={step_size} with solver={solver}"
     else:
@@ -184,7 +195,7 @@ def matrix_markdown() -> str:
     )
     lines.append(
         "| layer styles | all | "
-        + " | ".join(", ".join(s.layer_styles) for s in MATRIX.values())
+        + " | ".join(supported_text(b).split("layer_style=")[1] for b in MATRIX)
         + " |"
     )
     return "\n".join(lines)

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from nodecli.backends import MATRIX
 from nodecli.ode.counting import CountingField
+from nodecli.ode.errors import SolverError
 from nodecli.ode.spec import SolveSpec
 from nodecli.ode.vector_field import VectorField
 
@@ -156,9 +157,31 @@ def _torchode(spec: SolveSpec, field: VectorField, counter: PeerCounter, t1: flo
 
     def solve(y0: Tensor) -> Tensor:
         t_eval = torch.tensor([0.0, t1], dtype=y0.dtype, device=y0.device).expand(len(y0), 2)
-        return adjoint.solve(to.InitialValueProblem(y0=y0, t_eval=t_eval)).ys[:, -1]
+        solution = adjoint.solve(to.InitialValueProblem(y0=y0, t_eval=t_eval))
+        _check_torchode_status(solution.status, solver.max_steps)
+        return solution.ys[:, -1]
 
     return solve
+
+
+def _check_torchode_status(status: Tensor, max_steps: int) -> None:
+    """torchode reports a solve that gave up in `status` instead of raising; its ys are
+    then unfinished (the run failed later with "a parameter has no gradient"). Raise the
+    SolverError nodecli's own solver raises. One host read per solve."""
+    from torchode.status_codes import REACHED_DT_MIN, REACHED_MAX_STEPS, SUCCESS
+
+    codes = set(status.unique().tolist())
+    if codes <= {SUCCESS}:
+        return
+    if REACHED_MAX_STEPS in codes:
+        raise SolverError(
+            f"torchode exceeded solver.max_steps={max_steps}: raise solver.max_steps or "
+            "loosen solver.rtol/atol"
+        )
+    why = "its step size underflowed" if REACHED_DT_MIN in codes else f"status {sorted(codes)}"
+    raise SolverError(
+        f"torchode gave up ({why}; the state may have diverged): loosen solver.rtol/atol"
+    )
 
 
 _BUILDERS: dict[str, Callable[[SolveSpec, VectorField, PeerCounter, float], PeerSolve]] = {
