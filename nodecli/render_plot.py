@@ -316,7 +316,7 @@ def build_figure(df: pd.DataFrame, summary: Summary, facet: str | None = None) -
             frameon=False,
         )
         fig.suptitle(
-            f"nodecli report: {int(groups['runs'].sum())} runs in {n} "
+            f"nodecli report: {int(groups['runs'].sum())} run(s) in {n} "
             f"{'group' if n == 1 else 'groups'}, "
             f"mean ± std over runs"
         )

@@ -123,8 +123,10 @@ def describe(summary: Summary) -> str:
     return text
 
 
-NOTES = (
+INCOMPLETE_NOTE = (
     "runs (+k): k runs not completed or with no finished epoch, kept out of the means; "
+)
+NOTES = (
     "epoch time = median over epochs 2..N (epoch 1 when N = 1); "
     "NFE = vector-field evaluations per epoch; memory = peak over epochs"
 )
@@ -148,7 +150,8 @@ def notes(summary: Summary) -> list[str]:
             "speed-up*: no baseline group shares this group's other keys; "
             + str(pooled["speedup_note"].iloc[0])
         )
-    lines.append(NOTES)
+    incomplete = len(summary.groups) and bool((summary.groups["incomplete"] > 0).any())
+    lines.append((INCOMPLETE_NOTE if incomplete else "") + NOTES)
     return lines
 
 

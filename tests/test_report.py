@@ -143,6 +143,7 @@ def test_cli_markdown_is_a_valid_table_with_mean_std(tmp_path: Path, capsys) -> 
     assert "| direct | 2 | 4 |" in table[2]
     assert "81.00 ± 1.41" in table[2]  # final test accuracy over seeds 0 and 1
     assert "1.00×" in table[2] and "1.91×" in out  # adjoint is 1.05 / 0.55 times faster
+    assert "runs (+k)" not in out  # no run was kept out: nothing to explain
 
 
 def test_cli_formats_csv_json_latex_and_rich(tmp_path: Path, capsys) -> None:
@@ -228,7 +229,7 @@ def test_incomplete_runs_are_listed_and_kept_out_of_means(tmp_path: Path, capsys
     ]
     code, out, err = report(capsys, str(tmp_path), "--format", "markdown")
     assert code == 0, err
-    assert "| direct | 2 (+1) |" in out
+    assert "| direct | 2 (+1) |" in out and "runs (+k): k runs not completed" in out
     assert "SolverError: boom" in out and "stale" in out and "interrupted" in out
     code, out, err = report(capsys, str(tmp_path), "--stale-after", "5000", "--format", "json")
     stale = [r for r in json.loads(out)["incomplete"] if r["status"] == "stale"]
