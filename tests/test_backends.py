@@ -76,11 +76,28 @@ def test_supported_combinations_compose(backend: str, sensealg: str) -> None:
             ["backend=torchode", "sensealg=adjoint", "layer_style=functional"],
             "backend=torchode does not support layer_style=functional with sensealg=adjoint",
         ),
+        (  # no step limit in torchdyn's NeuralODE: it was silently ignored
+            ["backend=torchdyn", "solver.max_steps=500"],
+            "backend=torchdyn does not support solver.max_steps=500 with sensealg=direct",
+        ),
+        (
+            ["backend=torchode", "sensealg=adjoint", "solver.max_steps=500"],
+            "backend=torchode does not support solver.max_steps=500 with sensealg=adjoint",
+        ),
+        (
+            ["backend=torchdiffeq", "solver=rk4", "solver.max_steps=500"],
+            "backend=torchdiffeq does not support solver.max_steps=500 with solver=rk4",
+        ),
     ],
 )
 def test_options_a_library_lacks_are_refused(overrides: list[str], expected: str) -> None:
     with pytest.raises(ConfigError, match=expected.replace(".", r"\.")):
         compose_config(overrides)
+
+
+def test_a_step_limit_is_taken_where_the_library_has_one() -> None:
+    for overrides in (["backend=torchode"], ["backend=torchdiffeq", "sensealg=adjoint"]):
+        assert compose_config([*overrides, "solver.max_steps=500"]).solver.max_steps == 500
 
 
 def test_nodecli_backend_accepts_everything_the_matrix_refuses() -> None:

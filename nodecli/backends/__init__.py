@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from nodecli.ode.settings import SolverSettings  # torch-free
+
 __all__ = [
     "BACKENDS",
     "MATRIX",
@@ -53,6 +55,8 @@ class PeerSupport:
     fixed_step_solvers: tuple[str, ...] = ()
     #: sensealg → layer styles it cannot run with this library
     style_exclusions: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: sensealgs whose solve takes a step limit (`solver.max_steps`); the others have none
+    step_limit_sensealgs: tuple[str, ...] = ()
 
 
 #: backend → what it supports. The README's backend matrix is this table.
@@ -74,6 +78,7 @@ MATRIX: dict[str, PeerSupport] = {
         },
         option_keys=("seminorm", "adjoint_rtol", "adjoint_atol"),
         fixed_step_solvers=("rk4", "midpoint", "euler"),
+        step_limit_sensealgs=("direct", "adjoint"),
     ),
     "torchdyn": PeerSupport(
         distribution="torchdyn",
@@ -93,8 +98,12 @@ MATRIX: dict[str, PeerSupport] = {
         # module, which the functional style's once-per-solve weights never see: its ODE
         # gradients came out zero (or, for 1-D states, a shape error).
         style_exclusions={"adjoint": ("functional",)},
+        step_limit_sensealgs=("direct",),  # BacksolveAdjoint takes no max_steps
     ),
 }
+
+#: solver.max_steps's default: any other value asks for a step limit.
+DEFAULT_MAX_STEPS = SolverSettings().max_steps
 
 #: Every backend, the default first.
 BACKENDS: tuple[str, ...] = ("nodecli", *MATRIX)
@@ -133,13 +142,16 @@ def check_combination(
     solver: str,
     layer_style: str,
     step_size: float | None = None,
+    max_steps: int = DEFAULT_MAX_STEPS,
 ) -> str | None:
     """None when BACKEND runs this combination, else one line naming what it supports.
 
     OPTIONS are the sensealg's keys (seminorm, adjoint_rtol, ...): one the library has no
     counterpart for must stay at its neutral value (gauss's checkpointing=true has no
     neutral value, but gauss itself is no peer's). STEP_SIZE (solver.step_size) is taken
-    only by the library's fixed-step solvers: its adaptive ones have no fixed-step mode."""
+    only by the library's fixed-step solvers: its adaptive ones have no fixed-step mode.
+    MAX_STEPS (solver.max_steps) other than its default needs a solve with a step limit:
+    silently ignoring it would let a user believe the limit holds."""
     if backend not in MATRIX:
         return None
     s = MATRIX[backend]
@@ -154,6 +166,10 @@ def check_combination(
         problem = f"layer_style={layer_style} with sensealg={sensealg}"
     elif step_size is not None and solver not in s.fixed_step_solvers:
         problem = f"solver.step_size={step_size} with solver={solver}"
+    elif max_steps != DEFAULT_MAX_STEPS and sensealg not in s.step_limit_sensealgs:
+        problem = f"solver.max_steps={max_steps} with sensealg={sensealg}"
+    elif max_steps != DEFAULT_MAX_STEPS and solver in s.fixed_step_solvers:
+        problem = f"solver.max_steps={max_steps} with solver={solver}"  # steps are fixed
     else:
         for key, value in options.items():
             if key in _NEUTRAL and key not in s.option_keys and value != _NEUTRAL[key]:
@@ -167,10 +183,11 @@ def check_combination(
         return None
     keys = ", ".join(f"sensealg.{k}" for k in s.option_keys) or "none"
     fixed = ", ".join(s.fixed_step_solvers) or "none"
+    limited = ", ".join(f"sensealg={a}" for a in s.step_limit_sensealgs) or "none"
     return (
         f"backend={backend} does not support {problem}; {backend} supports: "
-        f"{supported_text(backend)}; sensealg keys: {keys}; solver.step_size: {fixed} "
-        "(nodecli backends lists the matrix)"
+        f"{supported_text(backend)}; sensealg keys: {keys}; solver.step_size: {fixed}; "
+        f"solver.max_steps: {limited} (nodecli backends lists the matrix)"
     )
 
 
@@ -191,6 +208,11 @@ def matrix_markdown() -> str:
     lines.append(
         "| `solver.step_size` | all | "
         + " | ".join(", ".join(s.fixed_step_solvers) or "–" for s in MATRIX.values())
+        + " |"
+    )
+    lines.append(
+        "| `solver.max_steps` | all | "
+        + " | ".join(", ".join(s.step_limit_sensealgs) or "–" for s in MATRIX.values())
         + " |"
     )
     lines.append(
