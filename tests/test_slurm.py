@@ -151,14 +151,18 @@ def release_requeued(cluster, job_id: str, timeout: float = 60) -> None:
     """SLURM holds a requeued job for ~2 minutes (BeginTime): once it is pending again,
     make it eligible now, so the test does not wait for that delay."""
     deadline = time.monotonic() + timeout
+    refused = ""
     while time.monotonic() < deadline:
         state = cluster.jobs().get(job_id)
         if state == "PENDING":
-            cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+            try:
+                cluster.run("scontrol", "update", f"JobId={job_id}", "StartTime=now")
+            except subprocess.CalledProcessError as exc:  # still completing its requeue
+                refused = f" (last refusal: {exc.stderr.strip()})"
         elif state == "RUNNING" and _restarts(cluster, job_id) >= 1:
             return
         time.sleep(0.3)
-    raise AssertionError(f"requeued job {job_id} did not start again in {timeout} s")
+    raise AssertionError(f"requeued job {job_id} did not start again in {timeout} s{refused}")
 
 
 def _restarts(cluster, job_id: str) -> int:
