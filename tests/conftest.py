@@ -21,6 +21,12 @@ def nodecli_command() -> list[str]:
     return [found] if found else [sys.executable, "-m", "nodecli.cli"]
 
 
+def cpu_env(**extra: str) -> dict[str, str]:
+    """This process's environment with the GPUs hidden (CUDA_VISIBLE_DEVICES=""): a
+    `nodecli` started with it trains on the CPU under device=auto, on any machine."""
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": "", **extra}
+
+
 def run_cli(
     args: list[str], cwd: Path, timeout: float = 300, gpu: bool = False, **kwargs
 ) -> subprocess.CompletedProcess:
@@ -28,7 +34,7 @@ def run_cli(
     so device=auto is the CPU: only the CUDA tests (marked `cuda`) train on a GPU."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
     if not gpu:
-        env["CUDA_VISIBLE_DEVICES"] = ""
+        env = cpu_env(**env)
     env.update(kwargs.pop("env", {}))
     return subprocess.run(
         [*nodecli_command(), *args],

@@ -141,12 +141,13 @@ def test_train_on_cuda(cli, tmp_path) -> None:
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path: Path) -> None:
     import subprocess
 
-    from conftest import nodecli_command
+    from conftest import cpu_env, nodecli_command
 
     procs = [
         subprocess.Popen(
             [*nodecli_command(), "train", *TINY],
             cwd=tmp_path,
+            env=cpu_env(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

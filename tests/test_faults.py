@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, nodecli_command, run_cli
+from conftest import TINY, cpu_env, nodecli_command, run_cli
 from test_plumbing import DAMAGE, DEAD_PID, snapshot, write_record
 
 from nodecli.runs import read_metrics, read_run_json
@@ -41,7 +41,7 @@ def fault_report():
 
 def start(args: list[str], cwd: Path) -> subprocess.Popen:
     COUNTS["runs_attempted"] += 1
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    env = cpu_env(PYTHONUNBUFFERED="1", COLUMNS="200")
     return subprocess.Popen(
         [*nodecli_command(), *args],
         cwd=cwd,

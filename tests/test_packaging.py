@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import cpu_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,7 +64,7 @@ def test_wheel_ships_conf_and_runs_from_elsewhere(tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     # Without PYTHONPATH: a checkout on it (as in a worktree) would shadow the wheel.
-    clean = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    clean = {k: v for k, v in cpu_env().items() if k != "PYTHONPATH"}
     result = subprocess.run(
         [str(env_dir / "bin" / "nodecli"), "train", "train.epochs=1", "data.n=100"],
         cwd=elsewhere,

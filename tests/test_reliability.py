@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import TINY, nodecli_command, run_dirs
+from conftest import TINY, cpu_env, nodecli_command, run_dirs
 
 from nodecli.data import DataSplit
 from nodecli.model import build_model
@@ -64,6 +64,7 @@ def start_run(tmp_path: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [*nodecli_command(), "train", *args],
         cwd=tmp_path,
+        env=cpu_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

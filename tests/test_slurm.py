@@ -119,7 +119,7 @@ def start_long_sweep(cluster, root: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [*nodecli_command(), "sweep", *LONG_JOB, *SLURM],
         cwd=root,
-        env={**os.environ, **cluster.env, "COLUMNS": "200"},
+        env={**os.environ, **cluster.env, "COLUMNS": "200", "CUDA_VISIBLE_DEVICES": ""},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
