@@ -24,7 +24,7 @@ def nodecli_command() -> list[str]:
 def cpu_env(**extra: str) -> dict[str, str]:
     """This process's environment with the GPUs hidden (CUDA_VISIBLE_DEVICES=""): a
     `nodecli` started with it trains on the CPU under device=auto, on any machine."""
-    return {**os.environ, "CUDA_VISIBLE_DEVICES": "", **extra}
+    return {**os.environ, **extra, "CUDA_VISIBLE_DEVICES": ""}
 
 
 def run_cli(
@@ -32,10 +32,9 @@ def run_cli(
 ) -> subprocess.CompletedProcess:
     """Run nodecli in CWD. Without GPU=True the GPUs are hidden (CUDA_VISIBLE_DEVICES=""),
     so device=auto is the CPU: only the CUDA tests (marked `cuda`) train on a GPU."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", **kwargs.pop("env", {})}
     if not gpu:
         env = cpu_env(**env)
-    env.update(kwargs.pop("env", {}))
     return subprocess.run(
         [*nodecli_command(), *args],
         cwd=cwd,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import nodecli_command, run_cli
+from conftest import cpu_env, nodecli_command, run_cli
 from slurm_cluster import missing_binaries, start_cluster
 
 pytestmark = pytest.mark.slow
@@ -119,7 +119,7 @@ def start_long_sweep(cluster, root: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [*nodecli_command(), "sweep", *LONG_JOB, *SLURM],
         cwd=root,
-        env={**os.environ, **cluster.env, "COLUMNS": "200", "CUDA_VISIBLE_DEVICES": ""},
+        env=cpu_env(**cluster.env, COLUMNS="200"),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
