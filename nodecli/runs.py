@@ -216,11 +216,22 @@ class RunRecord:
 
     def _write_metrics(self) -> None:
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(
+            buffer, fieldnames=metric_fieldnames(self.rows), restval="", lineterminator="\n"
+        )
         writer.writeheader()
         writer.writerows(self.rows)
         ensure_owned(self.run_dir)
         atomic_write_text(self.metrics_path, buffer.getvalue())
+
+
+def metric_fieldnames(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """METRIC_COLUMNS, then any other column the rows carry (a resumed record written by
+    another nodecli version, or annotated by hand): rewriting the CSV keeps them."""
+    names = list(METRIC_COLUMNS)
+    for row in rows:
+        names += [key for key in row if isinstance(key, str) and key not in names]
+    return names
 
 
 # --- reading records (the only place that parses record files) -----------------------

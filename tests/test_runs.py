@@ -61,6 +61,24 @@ def test_resumed_record_keeps_rows_and_start_time(tmp_path: Path) -> None:
     assert info["started_at"] == started and len(info["resumed_at"]) == 1
 
 
+def test_resume_keeps_columns_the_writer_does_not_know(tmp_path: Path) -> None:
+    """An extra metrics.csv column (another version, a hand annotation) made the resumed
+    run crash at start with run.json left 'running'; its cells must survive the rewrite."""
+    first = RunRecord(tmp_path)
+    first.start("cpu", 1, [])
+    first.append_epoch(row(1))
+    table = pd.read_csv(first.metrics_path)
+    table["note"] = ["kept"]
+    table.to_csv(first.metrics_path, index=False)
+    second = RunRecord(tmp_path)
+    second.start("cpu", 1, [], resumed=True)
+    second.append_epoch(row(2))
+    second.finish("completed")
+    rows = read_metrics_rows(tmp_path)
+    assert [(r["epoch"], r["note"]) for r in rows] == [("1", "kept"), ("2", "")]
+    assert read_run_json(tmp_path)["status"] == "completed"
+
+
 def test_atomic_write_leaves_old_file_when_write_fails(tmp_path: Path, monkeypatch) -> None:
     target = tmp_path / "run.json"
     atomic_write_text(target, json.dumps({"status": "running"}))
