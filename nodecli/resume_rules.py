@@ -54,16 +54,21 @@ def resume_overrides(target: str, extra: list[str]) -> list[str]:
     if not run_dir.is_dir():
         raise ConfigError(f"resume={target}: no such directory; {RUN_HINT}")
     saved_path = run_dir / ".hydra" / "overrides.yaml"
-    if not (run_dir / RUN_FILE).is_file() or not saved_path.is_file():
+    missing = [
+        name for name in (RUN_FILE, ".hydra/overrides.yaml") if not (run_dir / name).is_file()
+    ]
+    if missing:
         raise ConfigError(
-            f"resume={target} is not a run directory (no run.json or .hydra/); {RUN_HINT}"
+            f"resume={target} is not a run directory (no {' or '.join(missing)}); {RUN_HINT}"
         )
     try:
         info = read_run_json(run_dir)
     except ValueError as exc:
         raise ConfigError(f"resume={target}: {RUN_FILE} is damaged ({exc}); {UNCHANGED}") from exc
     try:
-        saved = [str(o) for o in OmegaConf.to_container(OmegaConf.load(saved_path))]
+        saved = OmegaConf.to_container(OmegaConf.load(saved_path))
+        if not isinstance(saved, list) or not all(isinstance(o, str) for o in saved):
+            raise ValueError("not a list of overrides")  # a dict's keys read as overrides
     except Exception as exc:  # noqa: BLE001 - unreadable YAML: say which file
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(
@@ -108,7 +113,7 @@ def validate_record(run_dir: Path, config: Config, check_live: bool = True) -> i
     if check_live:
         refuse_live(info, where)
     recorded = info.get("epochs_completed")
-    if not isinstance(recorded, int) or recorded < 0:
+    if not isinstance(recorded, int) or isinstance(recorded, bool) or recorded < 0:
         raise ConfigError(f"{where}: {RUN_FILE} has no valid epochs_completed; {UNCHANGED}")
     rows = 0
     if (run_dir / METRICS_FILE).exists() or recorded:

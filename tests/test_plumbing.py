@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import socket
 import stat
 from datetime import datetime, timezone
@@ -101,6 +102,29 @@ def test_resume_overrides_reuse_the_runs_own_config(tmp_path: Path) -> None:
         resume_overrides(str(run_dir), ["sensealg=adjoint"])
 
 
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("a: 1\n", "overrides.yaml is damaged (not a list of overrides)"),  # was: override 'a'
+        ("- 5\n", "overrides.yaml is damaged (not a list of overrides)"),
+        ("", "overrides.yaml is damaged (not a list of overrides)"),
+        (None, "not a run directory (no .hydra/overrides.yaml)"),  # said: no run.json
+    ],
+)
+def test_resume_names_a_damaged_or_missing_overrides_file(
+    tmp_path: Path, text: str | None, expected: str
+) -> None:
+    run_dir = tmp_path / "run"
+    write_record(run_dir, 1)
+    path = run_dir / ".hydra" / "overrides.yaml"
+    if text is None:
+        path.unlink()
+    else:
+        path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        resume_overrides(str(run_dir), [])
+
+
 def test_resume_refuses_a_live_run_here_and_a_fresh_heartbeat_elsewhere(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     write_record(run_dir, 1)
@@ -170,6 +194,12 @@ def damage_epochs_completed(run_dir: Path) -> None:
     (run_dir / "run.json").write_text(json.dumps({**info, "epochs_completed": 5}))
 
 
+def damage_epochs_completed_bool(run_dir: Path) -> None:
+    """`true` is an int to Python: it read as 1 epoch ("True epoch(s)")."""
+    info = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**info, "epochs_completed": True}))
+
+
 DAMAGE = [
     (damage_missing_checkpoint, "inconsistent"),
     (damage_truncated_checkpoint, "damaged or not a nodecli checkpoint"),
@@ -180,6 +210,7 @@ DAMAGE = [
     (damage_truncated_metrics, "metrics.csv is damaged"),
     (damage_run_json, "run.json is damaged"),
     (damage_epochs_completed, "inconsistent"),
+    (damage_epochs_completed_bool, "no valid epochs_completed"),
 ]
 
 
