@@ -116,6 +116,11 @@ def report_command(args: list[str]) -> int:
         if facet not in summary.by:  # each panel must hold whole groups
             summary = summarize(df, [*summary.by, facet], options.baseline)
     if options.epochs:
+        if not (summary.groups["runs"] > 0).any():  # else: a footer alone, and exit 0
+            for _, r in summary.incomplete.iterrows():
+                warn(f"{r['status']} run kept out of the means: {r['run_dir']}")
+            warn("--epochs: no completed run with a finished epoch; nothing to show")
+            return EXIT_FAILED
         text = render_epochs(df, summary, options.format)
         if text is not None:
             sys.stdout.write(text)

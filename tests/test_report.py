@@ -364,3 +364,11 @@ def test_stale_after_must_be_a_positive_finite_number(tmp_path: Path, capsys, va
     assert code == 2 and out == ""
     assert err.startswith(f"nodecli: error: --stale-after={value} is out of range")
     assert len(err.strip().splitlines()) == 1
+
+
+def test_epochs_with_no_completed_run_says_so_and_fails(tmp_path: Path, capsys) -> None:
+    """--epochs over failed runs only printed its footer line and exited 0."""
+    make_run(tmp_path, "bad", status="failed")
+    code, out, err = report(capsys, str(tmp_path), "--epochs")
+    assert code == 1 and out == ""
+    assert "no completed run with a finished epoch" in err and "failed run" in err
