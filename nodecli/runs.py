@@ -174,8 +174,12 @@ class RunRecord:
             pid=os.getpid(),
             host=socket.gethostname(),
         )
-        self._write_json()
-        self._write_metrics()
+        if resumed:  # the same rows first: if either write fails, the record is unchanged
+            self._write_metrics()
+            self._write_json()
+        else:
+            self._write_json()
+            self._write_metrics()
 
     def append_epoch(self, metrics: dict[str, Any]) -> None:
         """Record one finished epoch (the whole CSV is rewritten atomically; it is tiny)."""

@@ -79,6 +79,29 @@ def test_resume_keeps_columns_the_writer_does_not_know(tmp_path: Path) -> None:
     assert read_run_json(tmp_path)["status"] == "completed"
 
 
+def test_a_resume_whose_first_write_fails_leaves_the_record_unchanged(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A full disk as a resumed run starts: run.json used to be rewritten ('running',
+    another resumed_at) before metrics.csv failed, so the record no longer said 'failed'."""
+    first = RunRecord(tmp_path)
+    first.start("cpu", 1, [])
+    first.append_epoch(row(1))
+    first.finish("failed", error="stopped")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+
+    def disk_full(self) -> None:
+        raise OSError(28, "No space left on device", str(self.metrics_path))
+
+    monkeypatch.setattr(RunRecord, "_write_metrics", disk_full)
+    with pytest.raises(OSError):
+        RunRecord(tmp_path).start("cpu", 1, [], resumed=True)
+    after = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    assert {k: v for k, v in after.items() if k != ".nodecli.lock"} == {
+        k: v for k, v in before.items() if k != ".nodecli.lock"
+    }
+
+
 def test_atomic_write_leaves_old_file_when_write_fails(tmp_path: Path, monkeypatch) -> None:
     target = tmp_path / "run.json"
     atomic_write_text(target, json.dumps({"status": "running"}))
