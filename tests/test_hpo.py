@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -181,3 +183,24 @@ def test_a_range_whose_stop_is_invalid_is_refused_before_the_search() -> None:
         validate_jobs(plan_sweep([*SEARCH, "data.split=range(0.5,1.0,0.25)"]))
     with pytest.raises(ConfigError, match="low <= high and step > 0"):
         plan_sweep([*SEARCH, "train.epochs=range(5,1,-1)"])
+
+
+@pytest.mark.parametrize(
+    ("plugin", "module", "extra"),
+    [
+        ("hydra/sweeper=optuna", "optuna", "nodecli[hpo]"),
+        ("hydra/launcher=submitit_slurm", "submitit", "nodecli[launchers]"),
+        ("hydra/launcher=joblib", "joblib", "nodecli[launchers]"),
+    ],
+)
+def test_a_plugin_whose_library_is_missing_is_one_line_before_anything_runs(
+    plugin: str, module: str, extra: str, monkeypatch
+) -> None:
+    """The plugin's config was found, so the sweep started, wrote its folder, and then
+    every job failed (submitit, joblib) or a traceback ended it (optuna)."""
+    monkeypatch.setitem(sys.modules, module, None)  # find_spec: None, as when missing
+    search = ["train.lr=interval(1e-4,1e-2)"] if "optuna" in plugin else ["seed=0,1"]
+    with pytest.raises(
+        ConfigError, match=rf"{plugin} needs the {module} package.*{re.escape(extra)}"
+    ):
+        validate_jobs(plan_sweep([plugin, *search]))
