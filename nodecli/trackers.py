@@ -111,7 +111,9 @@ class TensorBoardTracker:
         # Deferred import: torch.utils.tensorboard pulls in tensorboard (~1 s).
         from torch.utils.tensorboard import SummaryWriter
 
-        log_dir = Path(cfg.log_dir) if cfg.log_dir else run_dir / TENSORBOARD_SUBDIR
+        log_dir = (
+            Path(cfg.log_dir) / run_subdir(run_dir) if cfg.log_dir else run_dir / TENSORBOARD_SUBDIR
+        )
         self.writer = SummaryWriter(log_dir=str(log_dir))
         self.params = {
             k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in params.items()
@@ -195,6 +197,18 @@ class MLflowTracker:
             self.client.log_batch(self.run_id, metrics=metrics)
         state = {"completed": "FINISHED", "interrupted": "KILLED"}.get(status, "FAILED")
         self.client.set_terminated(self.run_id, status=state)
+
+
+def run_subdir(run_dir: Path) -> Path:
+    """Where a run's events go under a shared logger.tensorboard.log_dir: its run folder's
+    path (relative to the working directory when inside it). Every sweep job, and every
+    train, wrote into log_dir itself, so TensorBoard merged them into one run whose
+    series repeated each step; a resumed run still finds its own folder again."""
+    path = run_dir.absolute()
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path.relative_to(path.anchor)
 
 
 def is_file_store(uri: str) -> bool:

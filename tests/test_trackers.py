@@ -228,3 +228,24 @@ def test_parallel_jobs_creating_one_sqlite_store_each_get_their_run(tmp_path: Pa
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["nodecli"])
     assert sorted(runs["tags.mlflow.runName"]) == [f"job{i}" for i in range(4)]
+
+
+def test_runs_sharing_a_tensorboard_log_dir_stay_apart(tmp_path: Path, monkeypatch) -> None:
+    """Sweep jobs (or trains) given one logger.tensorboard.log_dir all wrote into it, so
+    TensorBoard showed one run whose series had every step once per job."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.chdir(tmp_path)
+    cfg = LoggerConfig(tensorboard=TensorBoardConfig(log_dir="tb"))
+    sweep = Path("outputs/sweeps/d/t")
+    for job, scale in (("0_seed=0", 1.0), ("1_seed=1", 10.0)):
+        trackers = Trackers(cfg, sweep / job, PARAMS)
+        for row in ROWS:
+            trackers.log_epoch({**row, "train_loss": row["train_loss"] * scale})
+        trackers.finish("completed")
+    for job, scale in (("0_seed=0", 1.0), ("1_seed=1", 10.0)):
+        events = EventAccumulator(str(tmp_path / "tb" / sweep / job))
+        events.Reload()
+        loss = [(e.step, e.value) for e in events.Scalars("epoch/train_loss")]
+        assert loss == [(1, 2.0 * scale), (2, 1.5 * scale)]
