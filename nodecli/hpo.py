@@ -118,9 +118,10 @@ def probe_jobs(job: list[str]) -> list[list[str]]:
         elif isinstance(sweep, IntervalSweep):  # interval(a,b), tag(log,interval(a,b))
             check_interval(text, sweep)
             options = [str(sweep.start), str(sweep.end)]
-        elif isinstance(sweep, RangeSweep):  # range(a,b[,step]): its first and last value
-            every = [str(v) for v in override.sweep_iterator()]
-            options = every[:1] + every[-1:] if len(every) > 1 else every
+        elif isinstance(sweep, RangeSweep) and sweep.shuffle:  # a choice among its values
+            options = [str(v) for v in override.sweep_iterator()]
+        elif isinstance(sweep, RangeSweep):  # range(a,b[,step]): b included, see below
+            options = search_range_bounds(text, sweep)
         else:
             raise ConfigError(f"cannot search over '{text}': use interval(a,b), range or a,b")
         if not options:
@@ -130,6 +131,22 @@ def probe_jobs(job: list[str]) -> list[list[str]]:
         return [[]]
     n = max(len(options) for _, options in values)
     return [[f"{key}={options[i % len(options)]}" for key, options in values] for i in range(n)]
+
+
+def search_range_bounds(text: str, sweep: RangeSweep) -> list[str]:
+    """The lowest and highest value Optuna may draw from range(a,b[,step]). Hydra's Optuna
+    sweeper hands it b as an *included* high bound (unlike Hydra's basic sweeper, where
+    range(1,3) is 1, 2), so b itself, or the last step below it, must be validated too."""
+    start, stop, step = sweep.start, sweep.stop, sweep.step
+    assert start is not None and stop is not None  # the grammar requires both
+    if not step or step < 0 or stop < start:
+        raise ConfigError(
+            f"'{text}': a search needs range(low,high[,step]) with low <= high and step > 0"
+        )
+    last = start + math.floor((stop - start) / step + 1e-9) * step
+    if isinstance(last, float):
+        last = round(last, 12)  # 0.1 * 3 is 0.30000000000000004
+    return [str(start)] if last == start else [str(start), str(last)]
 
 
 def objective_value(job_dir: Path, objective: str) -> float:

@@ -26,12 +26,23 @@ class StopRequested(Exception):
         super().__init__(f"stopped by {signal.Signals(signum).name}")
 
 
+# Signals whose Python handler, when one is installed, is deferred to a batch boundary:
+# submitit's SIGUSR2 handler (the time-limit / preemption warning it asks SLURM for)
+# requeues the job and calls sys.exit at once, which cut the run mid-batch and left
+# its record saying "running".
+DEFERRED_SIGNALS = (signal.SIGUSR2,)
+
+
 class GracefulStop:
-    """Context manager: install the handlers (main thread only) and restore them after."""
+    """Context manager: install the handlers (main thread only) and restore them after.
+
+    A deferred signal (DEFERRED_SIGNALS with a Python handler already installed) stops
+    the run like SIGTERM; when the context exits, that handler is run after all."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
+        self.deferred: set[int] = set()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:
@@ -48,6 +59,10 @@ class GracefulStop:
         if threading.current_thread() is threading.main_thread():
             for signum in STOP_SIGNALS:
                 self._previous[signum] = signal.signal(signum, self._handle)
+            for signum in DEFERRED_SIGNALS:
+                if callable(signal.getsignal(signum)):
+                    self.deferred.add(signum)
+                    self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(
@@ -58,6 +73,8 @@ class GracefulStop:
     ) -> None:
         for signum, handler in self._previous.items():
             signal.signal(signum, handler)  # type: ignore[arg-type]
+        if self.signum in self.deferred:  # the record is closed: now the owner's turn
+            signal.raise_signal(self.signum)
 
 
 def child_pids(parent: int | None = None) -> list[int]:

@@ -273,8 +273,35 @@ def _plan_resume(
     return SweepPlan(resume_dir, jobs, hydra, True, True, job)
 
 
+# The library each Hydra plugin imports only when the sweep starts (plugin choice →
+# module, extra): a plugin's config can be installed while its library is not.
+PLUGIN_LIBRARIES = {
+    "hydra/launcher=joblib": ("joblib", "pip install 'nodecli[launchers]'"),
+    "hydra/launcher=submitit_local": ("submitit", "pip install 'nodecli[launchers]'"),
+    "hydra/launcher=submitit_slurm": ("submitit", "pip install 'nodecli[launchers]'"),
+    "hydra/sweeper=optuna": ("optuna", HPO_EXTRA),
+}
+
+
+def check_plugin_libraries(hydra_overrides: list[str]) -> None:
+    """The chosen launcher's / sweeper's library is installed: one line naming the extra
+    if not. Without it the sweep folder was written and then every job failed (submitit,
+    joblib) or a traceback ended the search (optuna). find_spec looks without importing."""
+    import importlib.util
+
+    for choice in hydra_overrides:
+        if choice in PLUGIN_LIBRARIES:
+            module, extra = PLUGIN_LIBRARIES[choice]
+            if importlib.util.find_spec(module) is None:
+                raise ConfigError(
+                    f"{choice} needs the {module} package, which is not installed; "
+                    f"install it with {extra}"
+                )
+
+
 def validate_jobs(plan: SweepPlan) -> list[Config]:
     """Compose and validate every job (with the Hydra overrides), then check the machine."""
+    check_plugin_libraries(plan.hydra_overrides)
     configs = []
     jobs = plan.search.probes if plan.search else plan.jobs
     for job in jobs:

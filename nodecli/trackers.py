@@ -9,13 +9,15 @@ imported only when a run asks for them, which keeps `nodecli train` start-up fas
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib.util
 import logging
 import math
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -109,7 +111,9 @@ class TensorBoardTracker:
         # Deferred import: torch.utils.tensorboard pulls in tensorboard (~1 s).
         from torch.utils.tensorboard import SummaryWriter
 
-        log_dir = Path(cfg.log_dir) if cfg.log_dir else run_dir / TENSORBOARD_SUBDIR
+        log_dir = (
+            Path(cfg.log_dir) / run_subdir(run_dir) if cfg.log_dir else run_dir / TENSORBOARD_SUBDIR
+        )
         self.writer = SummaryWriter(log_dir=str(log_dir))
         self.params = {
             k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in params.items()
@@ -146,15 +150,14 @@ class MLflowTracker:
             logging.getLogger(name).setLevel(logging.WARNING)
 
         uri = cfg.tracking_uri
-        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-            Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(tracking_uri=uri)
-        experiment = self.client.get_experiment_by_name(cfg.experiment)
-        experiment_id = (
-            experiment.experiment_id
-            if experiment is not None
-            else self.client.create_experiment(cfg.experiment)
-        )
+        if is_file_store(uri):  # asked for by name: MLflow 3 refuses it unless allowed
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        db = sqlite_path(uri)
+        if db is not None:
+            db.parent.mkdir(parents=True, exist_ok=True)
+        with store_lock(db):
+            self.client = MlflowClient(tracking_uri=uri)
+            experiment_id = self._experiment_id(cfg.experiment)
         run = self.client.create_run(
             experiment_id, run_name=run_dir.name, tags={"nodecli.run_dir": str(run_dir)}
         )
@@ -162,6 +165,20 @@ class MLflowTracker:
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for start in range(0, len(items), 100):  # the store's batch limit
             self.client.log_batch(self.run_id, params=items[start : start + 100])
+
+    def _experiment_id(self, name: str) -> str:
+        """NAME's experiment id, creating the experiment if needed. Parallel sweep jobs may
+        create it at once: the loser of that race finds the winner's experiment."""
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        try:
+            return str(self.client.create_experiment(name))
+        except Exception:
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return str(experiment.experiment_id)
 
     def log_epoch(self, row: Mapping[str, Any]) -> None:
         from mlflow.entities import Metric
@@ -180,6 +197,49 @@ class MLflowTracker:
             self.client.log_batch(self.run_id, metrics=metrics)
         state = {"completed": "FINISHED", "interrupted": "KILLED"}.get(status, "FAILED")
         self.client.set_terminated(self.run_id, status=state)
+
+
+def run_subdir(run_dir: Path) -> Path:
+    """Where a run's events go under a shared logger.tensorboard.log_dir: its run folder's
+    path (relative to the working directory when inside it). Every sweep job, and every
+    train, wrote into log_dir itself, so TensorBoard merged them into one run whose
+    series repeated each step; a resumed run still finds its own folder again."""
+    path = run_dir.absolute()
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path.relative_to(path.anchor)
+
+
+def is_file_store(uri: str) -> bool:
+    """URI names MLflow's file store (`file:…` or a plain path), which MLflow 3 refuses
+    unless MLFLOW_ALLOW_FILE_STORE is set; a user who names it wants it."""
+    scheme = uri.split(":", 1)[0] if ":" in uri else ""
+    return scheme == "file" or scheme == "" or (len(scheme) == 1 and scheme.isalpha())
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The local database file of a `sqlite:///…` URI (relative or absolute); else None."""
+    if not uri.startswith("sqlite:///") or uri == "sqlite:///:memory:":
+        return None
+    return Path(uri[len("sqlite:///") :].split("?", 1)[0])
+
+
+@contextlib.contextmanager
+def store_lock(db: Path | None) -> Iterator[None]:
+    """Hold an flock on `<db>.lock` while a SQLite store is created and its experiment
+    found or made: parallel sweep jobs (joblib, submitit) creating one fresh store at
+    once otherwise race in MLflow's schema migration ("table … already exists") and all
+    but one lose their run. Not a SQLite store: nothing to hold."""
+    if db is None:
+        yield
+        return
+    with open(db.with_name(db.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _now_ms() -> int:

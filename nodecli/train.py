@@ -275,9 +275,16 @@ def _run(
         except StopRequested as stop:
             done = record.info["epochs_completed"]
             record.finish("interrupted", error=f"{stop} after {done} finished epoch(s)")
-            err_console.print(
-                f"[yellow]run interrupted[/yellow] ({stop}); resume with:\n  {escape(resume_hint)}"
-            )
+            if stop.signum in stopper.deferred:  # e.g. submitit's requeue at the time limit
+                err_console.print(
+                    f"[yellow]run interrupted[/yellow] ({stop}) after epoch {done}; "
+                    "its signal handler (the launcher's requeue) takes over"
+                )
+            else:
+                err_console.print(
+                    f"[yellow]run interrupted[/yellow] ({stop}); resume with:\n"
+                    f"  {escape(resume_hint)}"
+                )
             return stop.exit_code
         except KeyboardInterrupt:
             record.finish("interrupted", error="stopped by a second SIGINT/SIGTERM")

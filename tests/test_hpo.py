@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,3 +159,48 @@ def test_optuna_search_of_four_trials_reports_its_best(cli, tmp_path: Path) -> N
     report = cli("report", str(sweep_dir), "--format", "csv")
     assert report.returncode == 0, report.stderr
     assert len(report.stdout.strip().splitlines()) == 1 + 4  # one group per trial
+
+
+@pytest.mark.parametrize(
+    ("value", "probed"),
+    [
+        ("range(0.5,1.0,0.25)", ["0.5", "1.0"]),  # the Optuna sweeper includes the stop
+        ("range(0.5,1.0)", ["0.5"]),
+        ("range(0.1,0.95,0.2)", ["0.1", "0.9"]),
+        ("shuffle(range(0.5,1.0,0.25))", ["0.5", "0.75"]),  # a choice, stop excluded
+    ],
+)
+def test_range_probes_cover_the_stop_value_optuna_can_draw(value: str, probed: list[str]) -> None:
+    """Hydra's Optuna sweeper turns range(a,b) into a distribution with b *included*, so
+    range(0.5,1.0,0.25) could hand a trial data.split=1.0, which no probe had checked: a
+    failed trial mid-search instead of one line and exit 2 before it."""
+    jobs = probe_jobs([f"data.split={value}"])
+    assert sorted(job[0] for job in jobs) == [f"data.split={v}" for v in probed]
+
+
+def test_a_range_whose_stop_is_invalid_is_refused_before_the_search() -> None:
+    with pytest.raises(ConfigError, match="data.split=1.0 is out of range"):
+        validate_jobs(plan_sweep([*SEARCH, "data.split=range(0.5,1.0,0.25)"]))
+    with pytest.raises(ConfigError, match="low <= high and step > 0"):
+        plan_sweep([*SEARCH, "train.epochs=range(5,1,-1)"])
+
+
+@pytest.mark.parametrize(
+    ("plugin", "module", "extra"),
+    [
+        ("hydra/sweeper=optuna", "optuna", "nodecli[hpo]"),
+        ("hydra/launcher=submitit_slurm", "submitit", "nodecli[launchers]"),
+        ("hydra/launcher=joblib", "joblib", "nodecli[launchers]"),
+    ],
+)
+def test_a_plugin_whose_library_is_missing_is_one_line_before_anything_runs(
+    plugin: str, module: str, extra: str, monkeypatch
+) -> None:
+    """The plugin's config was found, so the sweep started, wrote its folder, and then
+    every job failed (submitit, joblib) or a traceback ended it (optuna)."""
+    monkeypatch.setitem(sys.modules, module, None)  # find_spec: None, as when missing
+    search = ["train.lr=interval(1e-4,1e-2)"] if "optuna" in plugin else ["seed=0,1"]
+    with pytest.raises(
+        ConfigError, match=rf"{plugin} needs the {module} package.*{re.escape(extra)}"
+    ):
+        validate_jobs(plan_sweep([plugin, *search]))

@@ -699,3 +699,37 @@ def test_a_damaged_multirun_yaml_is_not_called_missing(tmp_path: Path) -> None:
     (sweep / "multirun.yaml").write_text("{")
     with pytest.raises(ConfigError, match="there is no readable multirun.yaml to rebuild"):
         plan_sweep([f"sweep.resume={sweep}"])
+
+
+def test_submitit_time_limit_signal_closes_the_record_before_its_handler_runs(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """submitit's SIGUSR2 handler (SLURM's time-limit / preemption warning) requeues the
+    job and calls sys.exit at once: mid-batch, with the record left saying "running".
+    The run now stops at the batch boundary, records `interrupted`, then runs it."""
+    import signal
+
+    from nodecli.runs import read_run_json
+    from nodecli.train import Trackers, run_experiment
+
+    calls: list[str] = []
+
+    def submitit_like(signum: int, frame: object) -> None:
+        calls.append(read_run_json(tmp_path / "run")["status"])
+        raise SystemExit(-1)
+
+    def log_epoch(self: Trackers, row: dict) -> None:
+        if row["epoch"] == 1:
+            os.kill(os.getpid(), signal.SIGUSR2)
+
+    monkeypatch.setattr(Trackers, "log_epoch", log_epoch)
+    previous = signal.signal(signal.SIGUSR2, submitit_like)
+    try:
+        with pytest.raises(SystemExit):
+            run_experiment(compose_config([*TINY, "train.epochs=3"]), tmp_path / "run", [])
+        assert signal.getsignal(signal.SIGUSR2) is submitit_like  # restored
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    info = read_run_json(tmp_path / "run")
+    assert calls == ["interrupted"]  # the handler ran once, after the record was closed
+    assert info["status"] == "interrupted" and info["epochs_completed"] == 1

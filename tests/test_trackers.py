@@ -176,3 +176,76 @@ def test_unreachable_mlflow_server_keeps_the_run_and_its_record(cli, tmp_path: P
     assert len(warnings) == 1 and "Traceback" not in result.stderr
     (run_dir,) = run_dirs(tmp_path)
     assert len((run_dir / "metrics.csv").read_text().splitlines()) == 1 + 2
+
+
+def test_mlflow_file_store_named_by_the_user_is_used(tmp_path: Path, capsys, monkeypatch) -> None:
+    """MLflow 3 refuses `file:` stores unless MLFLOW_ALLOW_FILE_STORE is set, so
+    logger.mlflow.tracking_uri=file:… was only a warning and no run."""
+    pytest.importorskip("mlflow")
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    uri = f"file:{tmp_path}/mlruns"
+    trackers = Trackers(LoggerConfig(mlflow=MLflowConfig(tracking_uri=uri)), tmp_path, PARAMS)
+    for row in ROWS:
+        trackers.log_epoch(row)
+    trackers.finish("completed")
+    assert "warning" not in capsys.readouterr().err
+    mlflow.set_tracking_uri(uri)
+    (run,) = mlflow.search_runs(experiment_names=["nodecli"]).to_dict("records")
+    assert run["metrics.test_acc"] == 60.0 and run["status"] == "FINISHED"
+
+
+@pytest.mark.slow
+def test_parallel_jobs_creating_one_sqlite_store_each_get_their_run(tmp_path: Path) -> None:
+    """Parallel sweep jobs (joblib, submitit) creating the default SQLite store at once
+    raced in MLflow's schema migration ("table … already exists"): all but one lost
+    their run, with a warning each."""
+    pytest.importorskip("mlflow")
+    import subprocess
+    import sys
+
+    import mlflow
+
+    uri = f"sqlite:///{tmp_path}/outputs/mlflow.db"
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from nodecli.trackers import LoggerConfig, MLflowConfig, Trackers\n"
+        f"cfg = LoggerConfig(mlflow=MLflowConfig(tracking_uri={uri!r}))\n"
+        "t = Trackers(cfg, Path(sys.argv[1]), {'seed': 0})\n"
+        "t.log_epoch({'epoch': 1, 'test_acc': 50.0}); t.finish('completed')\n"
+    )
+    jobs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path / f"job{i}")],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    errors = [job.communicate(timeout=120)[1] for job in jobs]
+    assert not [e for e in errors if "logger=mlflow failed" in e], errors
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["nodecli"])
+    assert sorted(runs["tags.mlflow.runName"]) == [f"job{i}" for i in range(4)]
+
+
+def test_runs_sharing_a_tensorboard_log_dir_stay_apart(tmp_path: Path, monkeypatch) -> None:
+    """Sweep jobs (or trains) given one logger.tensorboard.log_dir all wrote into it, so
+    TensorBoard showed one run whose series had every step once per job."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.chdir(tmp_path)
+    cfg = LoggerConfig(tensorboard=TensorBoardConfig(log_dir="tb"))
+    sweep = Path("outputs/sweeps/d/t")
+    for job, scale in (("0_seed=0", 1.0), ("1_seed=1", 10.0)):
+        trackers = Trackers(cfg, sweep / job, PARAMS)
+        for row in ROWS:
+            trackers.log_epoch({**row, "train_loss": row["train_loss"] * scale})
+        trackers.finish("completed")
+    for job, scale in (("0_seed=0", 1.0), ("1_seed=1", 10.0)):
+        events = EventAccumulator(str(tmp_path / "tb" / sweep / job))
+        events.Reload()
+        loss = [(e.step, e.value) for e in events.Scalars("epoch/train_loss")]
+        assert loss == [(1, 2.0 * scale), (2, 1.5 * scale)]
