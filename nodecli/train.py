@@ -67,7 +67,6 @@ def solve_spec(cfg: Config) -> SolveSpec:
     return SolveSpec(solver=cfg.solver, sensealg=cfg.sensealg)
 
 
-@torch.no_grad()
 def model_for(cfg: Config, style: str | None = None) -> NeuralODEClassifier:
     """The classifier CFG describes (STYLE replaces its layer style), initialised from the
     global RNG like `build_model`: seed it first for reproducible weights."""
@@ -81,6 +80,7 @@ def model_for(cfg: Config, style: str | None = None) -> NeuralODEClassifier:
     )
 
 
+@torch.no_grad()
 def accuracy(model: NeuralODEClassifier, x: Tensor, y: Tensor, chunk: int = 8192) -> float:
     """Percentage of correct predictions, evaluated in large chunks (one solve per chunk)."""
     model.eval()

@@ -68,3 +68,15 @@ def test_nfe_counts_forward_and_backward() -> None:
     out.sum().backward()
     backward = model.ode.nfe - before - forward
     assert 0 < backward <= forward  # direct: one VJP per recorded evaluation
+
+
+def test_accuracy_evaluates_without_recording_a_graph() -> None:
+    """Evaluation needs no autograd graph: recording one made every epoch's two accuracy
+    solves slower and hold memory for nothing."""
+    from nodecli.train import accuracy
+
+    model = build_model("module", SolveSpec())
+    grad_enabled = []
+    model.register_forward_hook(lambda *_: grad_enabled.append(torch.is_grad_enabled()))
+    accuracy(model, torch.rand(16, 1, 28, 28), torch.zeros(16, dtype=torch.long))
+    assert grad_enabled == [False]
