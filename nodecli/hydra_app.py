@@ -96,9 +96,10 @@ def compose_config(overrides: list[str]) -> Config:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    refuse_group_lists(overrides)
-    refuse_deletions(overrides)
-    refuse_chdir(overrides)
+    parsed = list(zip(overrides, parse_overrides(overrides), strict=True))  # parsed once
+    refuse_group_lists(parsed)
+    refuse_deletions(parsed)
+    refuse_chdir(parsed)
     register_schema()
     register_resolvers()
     GlobalHydra.instance().clear()
@@ -133,11 +134,11 @@ def compose_config(overrides: list[str]) -> Config:
 LIST_GROUPS = ("logger",)
 
 
-def refuse_group_lists(overrides: list[str]) -> None:
+def refuse_group_lists(parsed: list[tuple[str, Override]]) -> None:
     """`solver=[rk4,tsit5]`: Hydra merges every listed option into one config (the last
     wins, silently); only the logger group means a list. Refuse it with the options."""
     groups = group_options(conf_dir())
-    for text, override in zip(overrides, parse_overrides(overrides), strict=True):
+    for text, override in parsed:
         group = override.key_or_group
         if group in groups and group not in LIST_GROUPS and isinstance(override.value(), list):
             raise ConfigError(
@@ -147,11 +148,11 @@ def refuse_group_lists(overrides: list[str]) -> None:
             )
 
 
-def refuse_deletions(overrides: list[str]) -> None:
+def refuse_deletions(parsed: list[tuple[str, Override]]) -> None:
     """`~sensealg`, `~train.epochs`: every key of the schema is required, so a deleted
     entry silently fell back to a schema default (or to no method at all, which failed
     mid-run). Refuse it; Hydra's own `~hydra.*` keys stay Hydra's business."""
-    for text, override in zip(overrides, parse_overrides(overrides), strict=True):
+    for text, override in parsed:
         key = override.key_or_group
         if override.is_delete() and key.split(".")[0] != "hydra":
             raise ConfigError(
@@ -160,11 +161,11 @@ def refuse_deletions(overrides: list[str]) -> None:
             )
 
 
-def refuse_chdir(overrides: list[str]) -> None:
+def refuse_chdir(parsed: list[tuple[str, Override]]) -> None:
     """`hydra.job.chdir=true` makes the run folder the working directory, so relative
     paths (the default MLflow store sqlite:///outputs/mlflow.db, dataset.root) landed
     inside each run's record. nodecli never needs it: refuse it."""
-    for text, override in zip(overrides, parse_overrides(overrides), strict=True):
+    for text, override in parsed:
         if override.key_or_group == "hydra.job.chdir" and str(override.value()).lower() != "false":
             raise ConfigError(
                 f"{text} is not supported: relative paths (logger.mlflow.tracking_uri, "
