@@ -220,17 +220,23 @@ def check_environment(config: Config) -> None:
 
 
 def check_backend_installed(backend: str) -> None:
-    """A peer backend's library must be importable: one line naming the extra if not.
-    find_spec looks without importing (the library is imported only when training)."""
-    import importlib.util
-
+    """A peer backend's library must be importable: one line naming the extra if not."""
     from nodecli.backends import PEERS_EXTRA, distribution
 
     module = distribution(backend)
-    if module is not None and importlib.util.find_spec(module) is None:
+    if module is not None:
+        require_package(f"backend={backend}", module, f"pip install 'nodecli[{PEERS_EXTRA}]'")
+
+
+def require_package(what: str, module: str, install: str) -> None:
+    """WHAT (a backend, a launcher, a sweeper) needs MODULE: one line saying how to
+    INSTALL it if it is missing. find_spec looks without importing (the library is
+    imported only once the work starts)."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
         raise ConfigError(
-            f"backend={backend} needs the {module} package, which is not installed; "
-            f"install it with: pip install 'nodecli[{PEERS_EXTRA}]'"
+            f"{what} needs the {module} package, which is not installed; install it with: {install}"
         )
 
 

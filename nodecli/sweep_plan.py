@@ -29,7 +29,13 @@ from nodecli.hpo import (
     is_search,
     plan_search,
 )
-from nodecli.hydra_app import check_environment, compose_config, parse_overrides, shell_override
+from nodecli.hydra_app import (
+    check_environment,
+    compose_config,
+    parse_overrides,
+    require_package,
+    shell_override,
+)
 from nodecli.runs import RUN_FILE, folder_entries
 
 RESUME_KEY = "sweep.resume"
@@ -286,17 +292,10 @@ PLUGIN_LIBRARIES = {
 def check_plugin_libraries(hydra_overrides: list[str]) -> None:
     """The chosen launcher's / sweeper's library is installed: one line naming the extra
     if not. Without it the sweep folder was written and then every job failed (submitit,
-    joblib) or a traceback ended the search (optuna). find_spec looks without importing."""
-    import importlib.util
-
+    joblib) or a traceback ended the search (optuna)."""
     for choice in hydra_overrides:
         if choice in PLUGIN_LIBRARIES:
-            module, extra = PLUGIN_LIBRARIES[choice]
-            if importlib.util.find_spec(module) is None:
-                raise ConfigError(
-                    f"{choice} needs the {module} package, which is not installed; "
-                    f"install it with {extra}"
-                )
+            require_package(choice, *PLUGIN_LIBRARIES[choice])
 
 
 def validate_jobs(plan: SweepPlan) -> list[Config]:
