@@ -28,8 +28,8 @@ test-fast: install
 	$(PY) -m pytest -m "not slow"
 
 lint: install
-	$(VENV)/bin/ruff check nodecli tests benchmarks
-	$(VENV)/bin/ruff format --check nodecli tests benchmarks
+	$(VENV)/bin/ruff check nodecli hydra_plugins tests benchmarks
+	$(VENV)/bin/ruff format --check nodecli hydra_plugins tests benchmarks
 
 # Every backend × sensealg (× layer_style for nodecli) as nodecli sweeps at two scales, then
 # nodecli report; writes benchmarks/RESULTS.md (benchmarks/bench_sweep.py says how).

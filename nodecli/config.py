@@ -93,6 +93,9 @@ class Config:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
 
+SWEEPER = {"_target_": "hydra_plugins.nodecli_sweeper.ValidatedSweeper", "max_batch_size": None}
+
+
 def register_schema() -> None:
     """Make the schema available to conf/config.yaml's defaults list as `nodecli_schema`,
     and each gradient method's options class to its conf/sensealg/<name>.yaml."""
@@ -100,6 +103,9 @@ def register_schema() -> None:
     store.store(name="nodecli_schema", node=Config)
     for name, cls in METHODS.items():
         store.store(name=schema_name(name), node=cls)
+    # conf/config.yaml's sweeper: Hydra's BasicSweeper minus the batch composition that
+    # `nodecli sweep` has already done (hydra_plugins/nodecli_sweeper says why).
+    store.store(group="hydra/sweeper", name="nodecli", node=SWEEPER, provider="nodecli")
 
 
 def _positive(name: str, value: float | int | None, kind: str = "number") -> None:

@@ -113,6 +113,18 @@ def write_sweep_file(plan: SweepPlan) -> None:
     atomic_write_text(plan.sweep_dir / SWEEP_FILE, json.dumps(record, indent=2) + "\n")
 
 
+def register_sweeper() -> None:
+    """Make conf/config.yaml's `hydra/sweeper=nodecli` known to Hydra: its plugin scan
+    finds `hydra_plugins` modules in site-packages but not in an editable install, so
+    register it the way Hydra documents (Plugins.register), here where every job has been
+    validated (the one thing the sweeper relies on)."""
+    from hydra.core.plugins import Plugins
+
+    from hydra_plugins.nodecli_sweeper import ValidatedSweeper
+
+    Plugins.instance().register(ValidatedSweeper)
+
+
 def sweep_command(args: list[str]) -> int:
     # Imported here: rich's console is only needed once a sweep really runs.
     from nodecli.console import make_console
@@ -167,6 +179,7 @@ def sweep_command(args: list[str]) -> int:
         *plan.job_args,
         f"hydra.sweep.dir={quote_override_value(str(plan.sweep_dir))}",
     ]
+    register_sweeper()
     interrupted = launcher_failed = False
     stopped_by: int | None = None
     # The basic launcher's jobs take the signal themselves; SLURM jobs are not children

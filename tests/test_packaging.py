@@ -43,6 +43,7 @@ def test_wheel_ships_conf_and_runs_from_elsewhere(tmp_path: Path) -> None:
     (wheel,) = wheels.glob("nodecli-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "nodecli/conf/config.yaml" in names and "nodecli/conf/sensealg/adjoint.yaml" in names
+    assert "hydra_plugins/nodecli_sweeper/__init__.py" in names  # hydra/sweeper=nodecli
 
     # A fresh venv that borrows the heavy dependencies (torch, hydra …) from this one
     # through a .pth file, so the test needs no network and installs in seconds.
@@ -76,6 +77,17 @@ def test_wheel_ships_conf_and_runs_from_elsewhere(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "[1/1]" in result.stdout
     assert list(elsewhere.glob("outputs/runs/*/*/run.json"))
+    # A sweep runs through hydra/sweeper=nodecli, found in the installed hydra_plugins.
+    swept = subprocess.run(
+        [str(env_dir / "bin" / "nodecli"), "sweep", "seed=0,1", "train.epochs=1", "data.n=100"],
+        cwd=elsewhere,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert swept.returncode == 0, swept.stdout + swept.stderr
+    assert "all 2 job(s) completed" in swept.stdout
     located = subprocess.run(
         [str(py), "-c", "import nodecli.hydra_app as h; print(h.conf_dir())"],
         cwd=elsewhere,

@@ -1,0 +1,23 @@
+"""`hydra/sweeper=nodecli`, the sweeper `nodecli sweep` runs its grids with (conf/config.yaml).
+
+Hydra's BasicSweeper composes every job once to validate the batch, and its launcher
+composes each job again to run it. `nodecli sweep` has already composed and validated
+every job (nodecli.sweep_plan.validate_jobs: the same overrides, checked further, before
+anything is written), so this sweeper is the BasicSweeper without that second
+composition: ~65 ms a job. Hydra loads sweepers only from the `hydra_plugins` package;
+nodecli.config.register_schema registers this one as `hydra/sweeper=nodecli` (in the
+ConfigStore, as Hydra's plugin scan may not see an editable install's `hydra_plugins`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+
+class ValidatedSweeper(BasicSweeper):
+    """Hydra's BasicSweeper for batches that `nodecli sweep` validated before Hydra ran."""
+
+    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        """Nothing left to check: validate_jobs composed each of these jobs already."""
