@@ -317,8 +317,9 @@ def validate_jobs(plan: SweepPlan) -> list[Config]:
             sweeper = re.search(r"Could not find 'hydra/sweeper/([^']*)'", str(exc))
             if sweeper:
                 raise ConfigError(
-                    f"hydra/sweeper={sweeper.group(1)} is not an installed sweeper; nodecli "
-                    f"searches with hydra/sweeper=optuna ({HPO_EXTRA})"
+                    f"hydra/sweeper={sweeper.group(1)} is not an installed sweeper; sweepers: "
+                    f"nodecli (the default grid), basic (Hydra's grid), optuna (a search; "
+                    f"{HPO_EXTRA})"
                 ) from exc
             where = f" (in job {' '.join(job)})" if len(jobs) > 1 else ""
             raise ConfigError(f"{exc}{where}") from exc

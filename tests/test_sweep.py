@@ -90,6 +90,7 @@ def test_bad_value_in_one_job_exits_2_before_anything_runs(
         (["sensealg=direct,nope"], "sensealg=nope is not an option"),
         (["train.epochs=1,0"], "train.epochs=0 is out of range"),
         (["hydra/launcher=nope"], "hydra/launcher=nope is not an installed launcher"),
+        (["hydra/sweeper=nope"], "sweepers: nodecli (the default grid), basic"),
         (["sweep.resume=does/not/exist"], "no such sweep directory"),
         (["--cfg", "job"], "sweep takes overrides only"),
     ]:
