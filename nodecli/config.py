@@ -123,6 +123,7 @@ MAX_SEED = 2**64 - 1
 
 
 FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max, without torch
+FLOAT32_TINY = 1.1754943508222875e-38  # torch.finfo(torch.float32).tiny (smallest normal)
 
 
 def _finite_floats(node: object, prefix: str = "") -> None:
@@ -140,6 +141,13 @@ def _finite_floats(node: object, prefix: str = "") -> None:
             raise ConfigError(
                 f"{prefix}{f.name}={value} is out of range: training runs in float32, "
                 f"whose largest number is {FLOAT32_MAX:.4g}"
+            )
+        elif isinstance(value, float) and 0.0 < abs(value) < FLOAT32_TINY:
+            # solver.rtol=atol=1e-300 became 0 in the float32 error test and failed at
+            # epoch 1 blaming a "diverged" state.
+            raise ConfigError(
+                f"{prefix}{f.name}={value} is out of range: training runs in float32, where "
+                f"it rounds to 0 (or loses precision); use at least {FLOAT32_TINY:.4g}"
             )
 
 

@@ -100,6 +100,7 @@ def compose_config(overrides: list[str]) -> Config:
     refuse_group_lists(parsed)
     refuse_deletions(parsed)
     refuse_chdir(parsed)
+    refuse_mode(parsed)
     register_schema()
     register_resolvers()
     GlobalHydra.instance().clear()
@@ -171,6 +172,17 @@ def refuse_chdir(parsed: list[tuple[str, Override]]) -> None:
                 f"{text} is not supported: relative paths (logger.mlflow.tracking_uri, "
                 "dataset.root) would then resolve inside each run folder; leave "
                 "hydra.job.chdir out (false)"
+            )
+
+
+def refuse_mode(parsed: list[tuple[str, Override]]) -> None:
+    """`hydra.mode=` is the command's to decide (train: one run, sweep: a multirun); set
+    by hand it made `train` start a multirun, or `sweep` print Hydra's warnings."""
+    for text, override in parsed:
+        if override.key_or_group == "hydra.mode":
+            raise ConfigError(
+                f"{text} is not supported: `nodecli train` runs one job and `nodecli sweep` "
+                "runs every job of a sweep; leave hydra.mode out"
             )
 
 

@@ -28,7 +28,9 @@ from nodecli.runs import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     METRICS_FILE,
+    MULTIRUN_FILE,
     RUN_FILE,
+    SWEEP_FILE,
     flatten,
     folder_entries,
     read_config_tree,
@@ -57,6 +59,12 @@ def resume_overrides(target: str, extra: list[str]) -> list[str]:
     missing = [
         name for name in (RUN_FILE, ".hydra/overrides.yaml") if not (run_dir / name).is_file()
     ]
+    if missing == [RUN_FILE] and folder_entries(run_dir) == [".hydra"]:
+        raise ConfigError(
+            f"resume={target} holds no run record yet (only Hydra's .hydra/: the run was "
+            "stopped before its first record write); start it again in that folder with "
+            f"`nodecli train … {shell_override('hydra.run.dir', str(run_dir))}`"
+        )
     if missing:
         raise ConfigError(
             f"resume={target} is not a run directory (no {' or '.join(missing)}); {RUN_HINT}"
@@ -75,6 +83,7 @@ def resume_overrides(target: str, extra: list[str]) -> list[str]:
             f"resume={target}: .hydra/overrides.yaml is damaged ({first}); {UNCHANGED}"
         ) from exc
     refuse_live(info, f"resume={target}")
+    refuse_sweep_job(run_dir, target)
     keys = {o.split("=", 1)[0].lstrip("+~") for o in extra}
     if keys - RESUME_CHANGES:
         raise ConfigError(
@@ -84,6 +93,26 @@ def resume_overrides(target: str, extra: list[str]) -> list[str]:
         )
     kept = [o for o in saved if not o.startswith("resume=") and o.split("=", 1)[0] not in keys]
     return [*kept, *extra, f"resume={quote_override_value(str(run_dir))}"]
+
+
+def sweep_of(run_dir: Path) -> Path | None:
+    """The sweep folder RUN_DIR is a job of (a folder above it with a sweep's plan)."""
+    for parent in run_dir.parents:
+        if (parent / SWEEP_FILE).is_file() or (parent / MULTIRUN_FILE).is_file():
+            return parent
+    return None
+
+
+def refuse_sweep_job(run_dir: Path, target: str) -> None:
+    """A sweep job is continued by resuming its sweep: `train resume=` rewrote the job's
+    .hydra/overrides.yaml (adding resume=…), after which its sweep refused to resume."""
+    sweep_dir = sweep_of(run_dir)
+    if sweep_dir is not None:
+        again = shell_override("sweep.resume", str(sweep_dir))
+        raise ConfigError(
+            f"resume={target} is a job of the sweep {sweep_dir}; continue it with "
+            f"`nodecli sweep {again}`, which resumes every unfinished job of that sweep"
+        )
 
 
 def refuse_live(info: dict, what: str) -> None:
@@ -232,7 +261,9 @@ def check_new_run_dir(run_dir: Path, given_as: str) -> None:
             f"{given_as}={run_dir} already holds a run record; choose another folder, "
             f"or continue that run with `nodecli train {shell_override('resume', str(run_dir))}`"
         )
-    foreign = folder_entries(run_dir)
+    # `.hydra/` alone is a start killed between Hydra's files and the run's first record
+    # write: nothing was recorded, and the new run's Hydra rewrites those files.
+    foreign = [name for name in folder_entries(run_dir) if name != ".hydra"]
     if foreign:
         raise ConfigError(
             f"{given_as}={run_dir} is not empty and holds no run record "

@@ -42,6 +42,8 @@ CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = ".hydra/config.yaml"  # written by Hydra
 # Sweep resume moves a job's earlier record into <job dir>/attempts/<n>/.
 ATTEMPTS_DIR = "attempts"
+SWEEP_FILE = "sweep.json"  # a sweep folder's plan (nodecli.sweep_plan)
+MULTIRUN_FILE = "multirun.yaml"  # written by Hydra at the start of every multirun
 
 METRIC_COLUMNS = (
     "epoch",
@@ -84,21 +86,26 @@ def now_iso() -> str:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write DATA to PATH so that readers see either the old or the new file, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = ""
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except OSError as exc:  # ENOSPC from write() names no file: name the one we wrote
-        Path(tmp).unlink(missing_ok=True)
-        if exc.filename is None:
+    except OSError as exc:
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        # ENOSPC from write() names no file, and a read-only folder names the temporary
+        # one (.metrics.csv.x1y2.tmp): name the record file the user knows instead.
+        if exc.filename is None or Path(exc.filename).name.startswith(f".{path.name}."):
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 

@@ -36,12 +36,10 @@ from nodecli.hydra_app import (
     require_package,
     shell_override,
 )
-from nodecli.runs import RUN_FILE, folder_entries
+from nodecli.runs import MULTIRUN_FILE, RUN_FILE, SWEEP_FILE, folder_entries
 
 RESUME_KEY = "sweep.resume"
 SWEEP_KEYS = (RESUME_KEY, OBJECTIVE_KEY)  # nodecli sweep's own keys, not the jobs' config
-SWEEP_FILE = "sweep.json"
-MULTIRUN_FILE = "multirun.yaml"  # written by Hydra at the start of every multirun
 
 
 @dataclass
@@ -257,9 +255,9 @@ def _plan_resume(
             "rebuild the plan from; nothing was changed"
         )
     stored_job = list(stored.get("job_overrides", []))
+    hydra = merge_hydra_overrides(list(stored.get("hydra_overrides", [])), hydra, where)
     if not job:  # `nodecli sweep sweep.resume=DIR` alone: the stored command line
         job = stored_job
-        hydra = hydra or list(stored.get("hydra_overrides", []))
     elif sorted(job) != sorted(stored_job):
         # Other jobs would get other numbers, hence other folders: refuse.
         raise ConfigError(
@@ -277,6 +275,91 @@ def _plan_resume(
         )
     check_plan_matches_folders(resume_dir, jobs, where)
     return SweepPlan(resume_dir, jobs, hydra, True, True, job)
+
+
+# Hydra overrides that decide the job folders' names: a resume must keep them, or every
+# job would look for its record in another folder (and completed jobs would train again).
+FOLDER_KEYS = ("hydra.sweep.subdir", "hydra.job.config.override_dirname")
+LAUNCHER_GROUP = "hydra/launcher"
+
+
+def merge_hydra_overrides(stored: list[str], given: list[str], where: str) -> list[str]:
+    """The Hydra overrides a resume runs with: the sweep's own, with those GIVEN replacing
+    the stored ones of the same key (another launcher, other launcher settings). A new
+    launcher drops the old one's `hydra.launcher.*` settings; the keys that name the job
+    folders may not change."""
+    if not given:
+        return stored
+    new = {o.key_or_group: text for text, o in zip(given, parse_overrides(given), strict=True)}
+    old = {o.key_or_group: text for text, o in zip(stored, parse_overrides(stored), strict=True)}
+    for key, text in new.items():
+        if key.startswith(FOLDER_KEYS) and old.get(key) != text:
+            raise ConfigError(
+                f"{where}: {text} would move every job to another folder than the sweep's "
+                f"({old.get(key, 'its default')}); resume without it"
+            )
+    new_launcher = LAUNCHER_GROUP in new and new[LAUNCHER_GROUP] != old.get(LAUNCHER_GROUP)
+    kept = [
+        text
+        for key, text in old.items()
+        if key not in new and not (new_launcher and key.startswith("hydra.launcher."))
+    ]
+    return [*kept, *given]
+
+
+def check_job_folders(plan: SweepPlan) -> None:
+    """A custom hydra.sweep.subdir must give every job its own folder inside the sweep
+    folder, resolvable before anything is written. Two jobs in one folder made the
+    second skip as 'completed' on the first one's record (now labelled with its config)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from nodecli.hydra_app import conf_dir
+
+    given = [o for o in plan.hydra_overrides if o.lstrip("+").startswith(FOLDER_KEYS)]
+    if not given or plan.search:
+        return  # nodecli's own subdir: <num>_<overrides>, one folder per job by construction
+    seen: dict[str, int] = {}
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            for num, job in enumerate(plan.jobs):
+                cfg = compose(
+                    config_name="config",
+                    overrides=[*plan.hydra_overrides, *job],
+                    return_hydra_config=True,
+                )
+                with open_dict(cfg):
+                    cfg.hydra.job.num = num
+                    cfg.hydra.job.id = f"validate_{num}"
+                HydraConfig.instance().set_config(cfg)
+                try:
+                    subdir = str(cfg.hydra.sweep.subdir)
+                except Exception as exc:  # an interpolation that cannot resolve
+                    first = str(exc).strip().splitlines()[0]
+                    raise ConfigError(
+                        f"hydra.sweep.subdir cannot be resolved for job {num} ({first}); "
+                        "use keys of the config, ${hydra.job.num} or ${hydra.job.override_dirname}"
+                    ) from None
+                parts = Path(subdir).parts
+                if not subdir or Path(subdir).is_absolute() or ".." in parts or not parts:
+                    raise ConfigError(
+                        f"hydra.sweep.subdir gives job {num} the folder {subdir!r}, which is "
+                        "not a folder inside the sweep folder; use a relative name such as "
+                        "job${hydra.job.num}"
+                    )
+                key = str(Path(*parts))
+                if key in seen:
+                    raise ConfigError(
+                        f"hydra.sweep.subdir gives jobs {seen[key]} and {num} the same folder "
+                        f"{key!r}; include ${{hydra.job.num}} so that every job has its own"
+                    )
+                seen[key] = num
+    finally:
+        HydraConfig.instance().cfg = None  # type: ignore[assignment]
+        GlobalHydra.instance().clear()
 
 
 # The library each Hydra plugin imports only when the sweep starts (plugin choice →
@@ -323,6 +406,7 @@ def validate_jobs(plan: SweepPlan) -> list[Config]:
                 ) from exc
             where = f" (in job {' '.join(job)})" if len(jobs) > 1 else ""
             raise ConfigError(f"{exc}{where}") from exc
+    check_job_folders(plan)
     checked = set()
     for config in configs:
         key = (config.device.name, config.dataset.name, config.dataset.root, config.data.n)

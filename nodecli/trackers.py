@@ -10,6 +10,7 @@ imported only when a run asks for them, which keeps `nodecli train` start-up fas
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import importlib.util
 import logging
@@ -155,6 +156,8 @@ class MLflowTracker:
         db = sqlite_path(uri)
         if db is not None:
             db.parent.mkdir(parents=True, exist_ok=True)
+            if db.is_dir():  # MLflow would retry for ~10 s, logging a warning per attempt
+                raise IsADirectoryError(errno.EISDIR, "is a folder, not a database file", str(db))
         with store_lock(db):
             self.client = MlflowClient(tracking_uri=uri)
             experiment_id = self._experiment_id(cfg.experiment)

@@ -118,6 +118,9 @@ def test_every_method_has_an_implementation() -> None:
         ("seed=-1", "seed=-1 is out of range: it must be >= 0"),
         ("train.lr=1e300", "train.lr=1e+300 is out of range: training runs in float32"),
         ("model.t1=1e39", "model.t1=1e+39 is out of range: training runs in float32"),
+        ("solver.rtol=1e-300", "solver.rtol=1e-300 is out of range: training runs in float32"),
+        ("train.lr=1e-40", "train.lr=1e-40 is out of range: training runs in float32"),
+        ("hydra.mode=MULTIRUN", "hydra.mode=MULTIRUN is not supported"),
     ],
 )
 def test_values_that_cannot_work_are_one_line_config_errors(override: str, expected: str) -> None:

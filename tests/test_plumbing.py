@@ -329,11 +329,23 @@ def test_a_new_run_needs_an_empty_folder(tmp_path: Path) -> None:
     users = tmp_path / "users"
     (users / ".hydra").mkdir(parents=True)
     (users / "metrics.csv").write_text("mine\n")
-    with pytest.raises(ConfigError, match=r"is not empty .*\.hydra, metrics\.csv"):
+    with pytest.raises(ConfigError, match=r"is not empty .*\(metrics\.csv\)"):
         check_new_run_dir(users, "hydra.run.dir")
     (users / "run.json").write_text("{}")
     with pytest.raises(ConfigError, match="already holds a run record"):
         check_new_run_dir(users, "hydra.run.dir")
+
+
+def test_a_start_killed_before_its_first_record_write_can_start_again(tmp_path: Path) -> None:
+    """A kill between Hydra writing .hydra/ and run.json left a folder that could be
+    neither resumed nor reused; it holds nothing recorded, so a new run may start there,
+    and resume says so."""
+    aborted = tmp_path / "aborted"
+    (aborted / ".hydra").mkdir(parents=True)
+    (aborted / ".hydra" / "overrides.yaml").write_text("- train.epochs=2\n")
+    check_new_run_dir(aborted, "hydra.run.dir")  # no error
+    with pytest.raises(ConfigError, match=r"holds no run record yet .*hydra.run.dir="):
+        resume_overrides(str(aborted), [])
 
 
 # --- folder claims -----------------------------------------------------------------------

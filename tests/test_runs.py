@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import re
 from pathlib import Path
@@ -114,6 +115,21 @@ def test_atomic_write_leaves_old_file_when_write_fails(tmp_path: Path, monkeypat
         atomic_write_text(target, "{half")
     assert json.loads(target.read_text()) == {"status": "running"}
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]  # no temp file left
+
+
+def test_a_failed_atomic_write_names_the_record_file_not_its_temporary(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A read-only folder failed in mkstemp naming `.metrics.csv.x1y2.tmp`."""
+    target = tmp_path / "metrics.csv"
+
+    def read_only(dir, prefix, suffix):  # noqa: A002 - mkstemp's own keyword
+        raise OSError(errno.EROFS, "Read-only file system", f"{dir}/{prefix}x1y2{suffix}")
+
+    monkeypatch.setattr("tempfile.mkstemp", read_only)
+    with pytest.raises(OSError) as err:
+        atomic_write_text(target, "epoch\n")
+    assert err.value.filename == str(target) and err.value.errno == errno.EROFS
 
 
 def test_unknown_status_is_refused(tmp_path: Path) -> None:

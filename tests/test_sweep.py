@@ -91,6 +91,11 @@ def test_bad_value_in_one_job_exits_2_before_anything_runs(
         (["train.epochs=1,0"], "train.epochs=0 is out of range"),
         (["hydra/launcher=nope"], "hydra/launcher=nope is not an installed launcher"),
         (["hydra/sweeper=nope"], "sweepers: nodecli (the default grid), basic"),
+        (["seed=0,1", "hydra.sweep.subdir=same"], "gives jobs 0 and 1 the same folder 'same'"),
+        (["seed=0,1", "hydra.sweep.subdir=."], "which is not a folder inside the sweep"),
+        (["hydra.sweep.subdir=../out${hydra.job.num}"], "'../out0', which is not a folder"),
+        (["hydra.sweep.subdir=${nope}"], "hydra.sweep.subdir cannot be resolved for job 0"),
+        (["hydra.mode=RUN"], "hydra.mode=RUN is not supported"),
         (["sweep.resume=does/not/exist"], "no such sweep directory"),
         (["--cfg", "job"], "sweep takes overrides only"),
     ]:
@@ -128,6 +133,39 @@ def test_hydra_composes_each_job_once_after_nodecli_validated_it(
     assert sorted(job[0] for job in composed) == ["seed=0", "seed=1", "seed=2"]
     (sweep_dir,) = sweep_dirs(tmp_path)
     assert all(status(j) == "completed" for j in job_dirs(sweep_dir))
+
+
+def test_a_custom_subdir_sweep_resumes_in_its_own_folders(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """Resuming with another launcher kept only the launcher: the stored subdir was
+    dropped, so completed jobs trained again in new folders. A job is continued by its
+    sweep, never by `train resume=` (which made the sweep's plan and folders disagree)."""
+    from nodecli import cli
+
+    monkeypatch.chdir(tmp_path)
+    subdir = "hydra.sweep.subdir=job${hydra.job.num}"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["sweep", "seed=0,1", *TINY1, subdir, "hydra.sweep.dir=sw"])
+    assert exit_info.value.code == 0, capsys.readouterr()
+    for extra in (["hydra/launcher=basic"], [subdir, "hydra/launcher=basic"]):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["sweep", "sweep.resume=sw", *extra])
+        out, err = capsys.readouterr()
+        assert exit_info.value.code == 0, out + err
+        assert out.count("skipped (already completed)") == 2, out
+    assert sorted(p.name for p in (tmp_path / "sw").iterdir() if p.is_dir()) == ["job0", "job1"]
+    stored = json.loads((tmp_path / "sw" / "sweep.json").read_text())["hydra_overrides"]
+    assert stored == [subdir, "hydra/launcher=basic"]
+    for args, message in [
+        (["sweep", "sweep.resume=sw", "hydra.sweep.subdir=j${hydra.job.num}"], "another folder"),
+        (["train", "resume=sw/job0"], "is a job of the sweep"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(args)
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert (tmp_path / "sw" / "job0" / ".hydra" / "overrides.yaml").read_text().count("resume") == 0
 
 
 def test_long_overrides_and_path_values_get_one_folder_name_each(

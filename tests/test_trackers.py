@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,21 @@ def test_unreachable_tracker_is_one_warning_and_training_goes_on(tmp_path: Path,
     assert len(err) == 1 and err[0].startswith("nodecli: warning: logger=mlflow failed")
     why = err[0].removeprefix("nodecli: warning: logger=mlflow failed (").split("); it is off")[0]
     assert why.count("(") == why.count(")") and why.count('"') % 2 == 0, why
+
+
+def test_an_mlflow_database_path_that_is_a_folder_is_one_quick_warning(
+    tmp_path: Path, capfd
+) -> None:
+    """MLflow retried such a store for ~10 s, logging a warning line on every attempt."""
+    pytest.importorskip("mlflow")
+    folder = tmp_path / "db"
+    folder.mkdir()
+    cfg = LoggerConfig(mlflow=MLflowConfig(tracking_uri=f"sqlite:///{folder}", experiment="t"))
+    start = time.perf_counter()
+    Trackers(cfg, tmp_path / "run", PARAMS).finish("completed")
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a folder, not a database file" in err[0], err
+    assert time.perf_counter() - start < 5
 
 
 def test_mlflow_creating_its_store_prints_no_info_lines(tmp_path: Path, capfd) -> None:
