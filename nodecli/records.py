@@ -66,6 +66,13 @@ def load_runs(
             info = read_run_json(run_dir)
             what = run_dir / METRICS_FILE
             metrics = read_metrics(what)
+            recorded = info.get("epochs_completed")
+            if isinstance(recorded, int) and recorded > len(metrics):
+                # metrics.csv is written before run.json, so it never has fewer rows.
+                raise ValueError(
+                    f"{len(metrics)} row(s) but run.json records {recorded} finished "
+                    "epoch(s): truncated"
+                )
             what = run_dir / CONFIG_FILE
             config = read_config(run_dir)
         except ValueError as exc:
@@ -91,6 +98,11 @@ def load_runs(
             config_columns.setdefault(key, None)
         if metrics.empty:
             metrics = pd.DataFrame({"epoch": [pd.NA]})
+        # A column added to metrics.csv by hand may share a record key's name (status,
+        # seed): keep it, renamed, rather than fail to insert the record's own.
+        metrics = metrics.rename(
+            columns={c: f"{c} (metrics.csv)" for c in metrics.columns if c in {**run, **config}}
+        )
         for key, value in {**run, **config}.items():
             # A list (the overrides) must stay one cell, not become a column of its own.
             cells = pd.Series([value] * len(metrics), index=metrics.index, dtype=object)

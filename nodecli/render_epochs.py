@@ -87,6 +87,9 @@ def render_epochs(df: pd.DataFrame, summary: Summary, fmt: str) -> str | None:
         lines.append(f"% {summary.header}: {label}")
         lines.append(r"\begin{tabular}{l" + "r" * (len(headers) - 1) + "}")
         lines.append(r"\hline")
+        name = latex_escape(f"{summary.header}: {label}")
+        lines.append(rf"\multicolumn{{{len(headers)}}}{{l}}{{{name}}} \\")  # typeset, not a comment
+        lines.append(r"\hline")
         lines.append(" & ".join(latex_escape(h) for h in headers) + r" \\")
         lines.append(r"\hline")
         lines += [" & ".join(latex_escape(c) for c in cells) + r" \\" for cells in rows]

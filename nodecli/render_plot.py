@@ -34,6 +34,16 @@ MARKERS = ("o", "s", "^", "D", "v", "P")
 # Coinciding groups share one line; several such lines differ by dash and marker.
 CLUSTER_STYLES = (("-", "x"), ("--", "+"), (":", "1"), ("-.", "2"))
 LEGEND_CHARS = 150  # characters a 13-inch-wide legend holds at the fonts used
+TICK_CHARS = 40  # a bar label's line: longer labels wrap (a 100-character path squeezed
+# the bar panels to nothing and ran off the figure's left edge)
+FACET_COLS = 5  # facet panels per row: 15 side by side overlapped and ran off the page
+
+
+def wrap_label(label: str, chars: int) -> str:
+    """LABEL on lines of at most CHARS characters, whole (long words break too)."""
+    return textwrap.fill(label, chars, break_on_hyphens=False) or label
+
+
 # Mean curves closer than this (percentage points, every epoch) are drawn as one.
 COINCIDE_PP = 0.01
 
@@ -162,7 +172,7 @@ def _time_panels(
                     text, (mean + std, i), xytext=(4, 0), textcoords="offset points", va="center"
                 )
             )
-    time_ax.set_yticks(y, labels)
+    time_ax.set_yticks(y, [wrap_label(label, TICK_CHARS) for label in labels])
     time_ax.invert_yaxis()
     time_ax.set_xlim(0, max(float(np.nanmax(means + stds)), 1e-9) * 1.05)
     time_ax.set_xlabel("seconds per epoch (median of epochs 2..N)")
@@ -240,23 +250,27 @@ def build_figure(df: pd.DataFrame, summary: Summary, facet: str | None = None) -
     font = 10 if n <= 8 else 9 if n <= 16 else 8
     # The legend: columns as many as the labels allow in ~150 characters of width;
     # notes (coinciding curves, mixed groups) wrapped to a column's width.
-    longest = max(len(label) for label in labels) + len(" (mixed!)")
+    longest = min(max(len(label) for label in labels) + len(" (mixed!)"), LEGEND_CHARS - 6)
     legend_cols = max(1, min(n, 4, LEGEND_CHARS // (longest + 6)))
     column_chars = max(longest, LEGEND_CHARS // legend_cols - 6)
-    legend_rows = math.ceil(n / legend_cols) + 4
-    bar_height = max(2.4, 0.24 * n + 1.0)
+    label_lines = sum(math.ceil(len(label) / TICK_CHARS) for label in labels)
+    legend_rows = math.ceil(label_lines / legend_cols) + 4
+    bar_height = max(2.4, 0.24 * label_lines + 1.0)
+    facet_cols = min(len(facet_values), FACET_COLS)
+    facet_rows = math.ceil(len(facet_values) / facet_cols)
+    acc_height = 3.6 * facet_rows
     width = 13.0
-    height = 3.6 + bar_height + 3.4 + 0.22 * (legend_rows + 3) + 0.8
+    height = acc_height + bar_height + 3.4 + 0.22 * (legend_rows + 3) + 0.8
     with plt.rc_context({"font.size": font, "axes.titlesize": font + 1}):
         fig = plt.figure(figsize=(width, height), layout="constrained")
-        rows = fig.add_gridspec(3, 1, height_ratios=[3.6, bar_height, 3.4])
-        acc_grid = rows[0].subgridspec(1, len(facet_values))
+        rows = fig.add_gridspec(3, 1, height_ratios=[acc_height, bar_height, 3.4])
+        acc_grid = rows[0].subgridspec(facet_rows, facet_cols)
         # Side-by-side facet panels share the width: wrap each title to its panel's share
         # (~10 title characters per inch at this size), or neighbouring titles overlap.
-        title_chars = max(12, int(TITLE_CHARS_PER_INCH * width / len(facet_values)) - 4)
+        title_chars = max(12, int(TITLE_CHARS_PER_INCH * width / facet_cols) - 4)
         clusters: list[tuple[Any, list[str]]] = []
         for i, value in enumerate(facet_values):
-            ax = fig.add_subplot(acc_grid[0, i])
+            ax = fig.add_subplot(acc_grid[i // facet_cols, i % facet_cols])
             mine = labels if value is None else list(groups.loc[groups[column] == value, "group"])
             found = _accuracy_panel(ax, curves, mine, styles)
             clusters += [(value, c) for c in found]
@@ -287,7 +301,7 @@ def build_figure(df: pd.DataFrame, summary: Summary, facet: str | None = None) -
         handles = [
             Line2D(
                 [], [], color=styles[g].colour, marker=styles[g].marker,
-                label=g + (" (mixed!)" if g in mixed else ""),
+                label=wrap_label(g + (" (mixed!)" if g in mixed else ""), column_chars),
             )
             for g in labels
         ]  # fmt: skip

@@ -18,6 +18,7 @@ import pandas as pd
 from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
+from rich.text import Text
 
 from nodecli.console import Console, make_console
 from nodecli.grouping import LABEL_SEPARATOR, short_name
@@ -207,16 +208,18 @@ def fitted_tables(
     fold = False  # set when even labels + one figure exceed the width
 
     def build(columns: list[int], part: str) -> Table:
-        table = Table(title=title + part, title_justify="left")
+        # Text, not str: a label is a config value (dataset.root='/tmp/[/red]x'), which
+        # rich would read as markup: a MarkupError, or a label silently restyled.
+        table = Table(title=Text(title + part), title_justify="left")
         for i in columns:
             # A label too long for the width wraps onto more lines rather than being cut.
             wrap = fold and i == 0
             table.add_column(
-                names[i], justify="left" if i < keep else "right", no_wrap=not wrap,
+                Text(names[i]), justify="left" if i < keep else "right", no_wrap=not wrap,
                 overflow="fold" if wrap else "ellipsis",
             )  # fmt: skip
         for cells in rows:
-            table.add_row(*(cells[i] for i in columns))
+            table.add_row(*(Text(cells[i]) for i in columns))
         return table
 
     def width(columns: list[int]) -> int:
@@ -254,7 +257,7 @@ def render_rich(summary: Summary) -> None:
         for label, status, epochs, heartbeat, error, run in incomplete_table(summary)[1]:
             colour = colours.get(status, "cyan")
             console.print(
-                f"[{colour}]{status}[/{colour}]: {escape(label)} "
+                f"[{colour}]{escape(status)}[/{colour}]: {escape(label)} "
                 f"({epochs} epochs done, heartbeat {heartbeat})"
             )
             if error:
@@ -301,7 +304,9 @@ def latex_escape(text: str) -> str:
     out = "".join(LATEX_SPECIAL.get(c, c) for c in text)
     for text_char, latex in (("±", r"$\pm$"), ("×", r"$\times$"), ("–", "--"), ("·", r"$\cdot$")):
         out = out.replace(text_char, latex)
-    return out
+    # A cell opening a row right after `\\` must not start with `[`: LaTeX would read it
+    # as the row's spacing argument (`[1/9]` of --epochs: "Illegal unit of measure").
+    return "{}" + out if out.startswith("[") else out
 
 
 def render_latex(summary: Summary) -> str:

@@ -95,6 +95,9 @@ def report_command(args: list[str]) -> int:
             f"--stale-after={stale:g} is out of range: it must be a positive finite number "
             f"of seconds (default {STALE_AFTER_S:g})"
         )
+    for flag, value in (("--plot", options.plot), ("--baseline", options.baseline)):
+        if value is not None and not value.strip():
+            raise ConfigError(f"{flag} is empty; give a value (nodecli report --help)")
     if options.plot:
         target = Path(options.plot)
         if target.suffix.lower() not in (".png", ".pdf", ".svg"):
@@ -115,6 +118,13 @@ def report_command(args: list[str]) -> int:
         facet = resolve_key(options.facet, df.attrs.get("config_columns", []), "--facet")
         if facet not in summary.by:  # each panel must hold whole groups
             summary = summarize(df, [*summary.by, facet], options.baseline)
+    plotted = False
+    if options.plot:
+        # Drawn before any table is printed: a reader that closes the pipe early
+        # (`| head`) ends the process at the next print, and the figure was never written.
+        plotted = plot(df, summary, Path(options.plot), facet)
+        if plotted:
+            print(f"plot: {options.plot}", file=sys.stderr)
     if options.epochs:
         if not (summary.groups["runs"] > 0).any():  # else: a footer alone, and exit 0
             for _, r in summary.incomplete.iterrows():
@@ -138,9 +148,7 @@ def report_command(args: list[str]) -> int:
             for _, r in summary.incomplete.iterrows():
                 why = f" ({r['error']})" if r["error"] == NO_EPOCH else ""
                 warn(f"{r['status']} run kept out of the means{why}: {r['run_dir']}")
-    if options.plot:
-        if not plot(df, summary, Path(options.plot), facet):
-            warn(f"--plot {options.plot}: no completed run with a finished epoch; not written")
-            return EXIT_FAILED
-        print(f"plot: {options.plot}", file=sys.stderr)
+    if options.plot and not plotted:
+        warn(f"--plot {options.plot}: no completed run with a finished epoch; not written")
+        return EXIT_FAILED
     return EXIT_OK

@@ -289,6 +289,17 @@ def read_metrics(path: Path) -> pd.DataFrame:
     if bad.any():
         row = int(bad.to_numpy().nonzero()[0][0]) + 2  # 1-based, after the header
         raise ValueError(f"truncated or malformed row (line {row})")
+    # Values no run can write: an infinite or negative time, an accuracy outside 0–100
+    # (a time of inf crashed --plot, -1 gave a speed-up of -66×).
+    for column in numeric:
+        low, high = (0.0, 100.0) if column.endswith("_acc") else (0.0, math.inf)
+        values = frame[column]
+        wrong = values.notna() & ~values.between(low, high)
+        wrong |= values.isin([math.inf, -math.inf])
+        if wrong.any():
+            row = int(wrong.to_numpy().nonzero()[0][0])
+            value = values.iloc[row]
+            raise ValueError(f"{column}={value} on line {row + 2} is out of range")
     frame["epoch"] = frame["epoch"].astype(int)
     return frame
 
@@ -323,6 +334,8 @@ def read_config_tree(run_dir: Path) -> dict[str, Any]:
         raise ValueError(f"invalid YAML ({str(exc).splitlines()[0]})") from exc
     if not isinstance(container, dict):
         raise ValueError("not a mapping")
+    if not container:
+        raise ValueError("empty")
     return container
 
 
@@ -375,18 +388,25 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
     Old attempts kept by `nodecli sweep` resume (<job>/attempts/<n>/) are left out."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    found: set[Path] = set()
+    # Keyed by the resolved folder: `report sw /abs/sw` or a symlink to sw read each
+    # run twice (n doubled, the std shrunk); the path shown is the first one given.
+    found: dict[Path, Path] = {}
     for raw in paths:
         path = Path(raw)
         if not path.exists():
             raise ConfigError(f"{raw}: no such file or directory")
         if path.is_file():
+            if path.name not in (RUN_FILE, METRICS_FILE):
+                raise ConfigError(
+                    f"{raw} is a file, not a run or sweep folder (or a run's {RUN_FILE} / "
+                    f"{METRICS_FILE}); give the folder that holds the records"
+                )
             path = path.parent
         for name in (RUN_FILE, METRICS_FILE):
             for file in [path / name, *path.rglob(name)]:
                 if file.is_file() and not is_old_attempt(file.parent):
-                    found.add(file.parent)
-    return sorted(found)
+                    found.setdefault(file.parent.resolve(), file.parent)
+    return sorted(found.values())
 
 
 def folder_entries(folder: Path) -> list[str]:

@@ -136,14 +136,24 @@ def _hidden_differences(members: pd.DataFrame, keys: Sequence[str], config: Sequ
     return "; ".join(parts)
 
 
-def _sorted_values(values: Sequence[str]) -> list[str]:
-    def order(text: str) -> tuple[int, float, str]:
-        try:
-            return (0, float(text), text)
-        except ValueError:
-            return (1, 0.0, text)
+def value_order(text: str) -> tuple[int, float, str]:
+    """Sort key of a displayed value: numbers by value (2 before 10), then text."""
+    try:
+        return (0, float(text), text)
+    except ValueError:
+        return (1, 0.0, text)
 
-    return sorted(values, key=order)
+
+def _sorted_values(values: Sequence[str]) -> list[str]:
+    return sorted(values, key=value_order)
+
+
+def same_value(a: str, b: str) -> bool:
+    """Whether two displayed values are equal: as text, or as numbers (200 == 200.0)."""
+    if a == b:
+        return True
+    (kind_a, number_a, _), (kind_b, number_b, _) = value_order(a), value_order(b)
+    return kind_a == kind_b == 0 and number_a == number_b
 
 
 def summarize(
@@ -181,7 +191,7 @@ def summarize(
         row["epochs"] = str(high) if low == high else f"{low}–{high}"
         row["mixed"] = _hidden_differences(mine, keys, config_columns) if len(mine) > 1 else ""
         row["seeds"] = ",".join(
-            sorted({format_value(s) for s in members.get("seed", pd.Series(dtype=object))})
+            _sorted_values({format_value(s) for s in members.get("seed", pd.Series(dtype=object))})
         )
         for metric, _, _ in METRICS:
             _mean_std(row, metric, mine)
@@ -189,6 +199,12 @@ def summarize(
             _mean_std(row, column, mine)
         rows.append(row)
     groups = pd.DataFrame(rows)
+    if len(groups):  # by each key's values, numbers as numbers (seed 2 before seed 10)
+        names = [short_name(k) for k in keys]
+        order = sorted(
+            range(len(groups)), key=lambda i: [value_order(groups.iloc[i][n]) for n in names]
+        )
+        groups = groups.iloc[order].reset_index(drop=True)
     chosen = _apply_baseline(groups, keys, baseline, counted)
     if chosen:  # the baseline group(s) first, the rest in name order
         first = groups[list(chosen)].eq(pd.Series(chosen)).all(axis=1)
@@ -239,19 +255,27 @@ def _apply_baseline(
                 return None
             grouped = ", ".join(shorts) or "nothing (all runs form one group)"
             raise ConfigError(f"--baseline key '{key}' is not a grouping key; grouped by {grouped}")
-        if value not in set(groups[name]):
+        matching = [v for v in dict.fromkeys(groups[name]) if same_value(v, value)]
+        if not matching:
             if not explicit:
                 return None
             raise ConfigError(
                 f"--baseline {key}={value} matches no group; {name} values: "
-                + ", ".join(sorted(set(groups[name])))
+                + ", ".join(_sorted_values(set(groups[name])))
             )
-        wanted[name] = value
+        wanted[name] = matching[0]
     is_base = groups[list(wanted)].eq(pd.Series(wanted)).all(axis=1)
     base_labels = set(groups.loc[is_base, "group"])
     pooled_runs = counted[counted["group"].isin(base_labels)]["epoch_time_s"].dropna()
     pooled = float(pooled_runs.mean()) if len(pooled_runs) else math.nan
     base_text = ",".join(f"{k}={v}" for k, v in wanted.items())
+    if not math.isfinite(pooled):  # every speed-up would be "–" with no word why
+        if not explicit:
+            return None
+        raise ConfigError(
+            f"--baseline {base_text}: no completed run of that group has a finished epoch, "
+            "so there is no epoch time to compare with; choose another or --baseline none"
+        )
     for i, row in groups.iterrows():
         mine = row["epoch_time_s_mean"]
         if not (isinstance(mine, float) and mine > 0):

@@ -372,3 +372,137 @@ def test_epochs_with_no_completed_run_says_so_and_fails(tmp_path: Path, capsys) 
     code, out, err = report(capsys, str(tmp_path), "--epochs")
     assert code == 1 and out == ""
     assert "no completed run with a finished epoch" in err and "failed run" in err
+
+
+# --- red-team findings (each failed before its fix) ----------------------------------------
+
+
+def test_one_folder_named_twice_or_through_a_symlink_is_read_once(tmp_path: Path) -> None:
+    three_by_two(tmp_path / "sw")
+    (tmp_path / "link").symlink_to(tmp_path / "sw")
+    df = load_runs([tmp_path / "sw", str((tmp_path / "sw").resolve()), tmp_path / "link"])
+    assert df["run_dir"].nunique() == 6
+
+
+def test_a_file_that_is_not_a_record_is_refused(tmp_path: Path, capsys) -> None:
+    three_by_two(tmp_path)
+    (tmp_path / "notes.txt").write_text("hi\n")
+    code, _, err = report(capsys, str(tmp_path / "notes.txt"))
+    assert code == 2 and "is a file, not a run or sweep folder" in err
+    code, out, _ = report(capsys, str(tmp_path / "direct-0" / "run.json"))
+    assert code == 0 and "1 run(s)" in out
+
+
+def test_labels_are_never_read_as_rich_markup(tmp_path: Path, capsys) -> None:
+    """dataset.root='/tmp/[/red]oops' raised MarkupError; '[bold]x' lost its brackets."""
+    for name, solver in (("a", "'[/red]oops'"), ("b", "'[bold]weird'"), ("c", "tsit5")):
+        make_run(tmp_path, name, solver=solver)  # quoted: YAML strings
+    code, out, err = report(capsys, str(tmp_path))
+    assert code == 0, err
+    assert "[/red]oops" in out and "[bold]weird" in out
+    code, out, err = report(capsys, str(tmp_path), "--epochs")
+    assert code == 0 and "[/red]oops" in out, err
+    run = make_run(tmp_path, "d", status="failed")
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "status": "[/weird]"}))
+    code, out, err = report(capsys, str(tmp_path))
+    assert code == 0 and "[/weird]" in out, err
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("train_time_s", "inf", "train_time_s=inf on line 3 is out of range"),
+        ("train_time_s", "-1", "train_time_s=-1.0 on line 3 is out of range"),
+        ("test_acc", "1e308", "test_acc=1e+308 on line 3 is out of range"),
+        ("test_acc", "-inf", "test_acc=-inf on line 3 is out of range"),
+    ],
+)
+def test_values_no_run_writes_make_the_record_damaged(
+    tmp_path: Path, capsys, column: str, value: str, message: str
+) -> None:
+    """inf crashed --plot (set_xlim), -1 gave a speed-up of -66×, 1e308 crashed arange."""
+    three_by_two(tmp_path)
+    path = tmp_path / "direct-0" / "metrics.csv"
+    frame = pd.read_csv(path)
+    frame[column] = frame[column].astype(object)
+    frame.loc[1, column] = value
+    frame.to_csv(path, index=False)
+    code, _, err = report(capsys, str(tmp_path), "--plot", str(tmp_path / "f.png"))
+    assert code == 0 and message in err and "skipping" in err, err
+    assert "Traceback" not in err and "RuntimeWarning" not in err
+
+
+def test_an_empty_config_or_a_truncated_metrics_header_is_damage(tmp_path: Path, capsys) -> None:
+    three_by_two(tmp_path)
+    (tmp_path / "direct-0" / ".hydra" / "config.yaml").write_text("")
+    metrics = tmp_path / "adjoint-0" / "metrics.csv"
+    metrics.write_text(metrics.read_text()[:60])  # cut inside the header: no rows left
+    info = json.loads((metrics.parent / "run.json").read_text())
+    (metrics.parent / "run.json").write_text(json.dumps({**info, "epochs_completed": 4}))
+    code, out, err = report(capsys, str(tmp_path))
+    assert code == 0, err
+    assert "direct-0/.hydra/config.yaml: empty" in err
+    assert "adjoint-0/metrics.csv: 0 row(s) but run.json records" in err
+    assert "unset" not in out and "4 run(s)" in out
+
+
+def test_a_hand_added_metrics_column_named_like_a_record_key_is_kept(tmp_path: Path) -> None:
+    """An annotated metrics.csv with a `status` column raised 'cannot insert status'."""
+    three_by_two(tmp_path)
+    path = tmp_path / "gauss-1" / "metrics.csv"
+    frame = pd.read_csv(path).assign(status="ok", seed=7)
+    frame.to_csv(path, index=False)
+    df = load_runs([tmp_path])
+    mine = df[df["run_dir"] == str(tmp_path / "gauss-1")]
+    assert set(mine["status"]) == {"completed"} and set(mine["seed"]) == {1}
+    assert set(mine["status (metrics.csv)"]) == {"ok"}
+
+
+def test_groups_sort_numbers_as_numbers_and_baseline_compares_them(tmp_path: Path) -> None:
+    for seed in (0, 1, 2, 10, 11):
+        make_run(tmp_path, f"s{seed}", seed=seed)
+    summary = summarize(load_runs([tmp_path]), ["seed"], "seed=10.0")
+    assert list(summary.groups["seed"]) == ["10", "0", "1", "2", "11"]  # baseline first
+    assert summary.groups["speedup"].notna().all()
+
+
+def test_a_baseline_group_without_an_epoch_time_is_said(tmp_path: Path, capsys) -> None:
+    """Every speed-up was '–' with no word why."""
+    three_by_two(tmp_path)
+    for seed in (0, 1):
+        run = tmp_path / f"gauss-{seed}"
+        info = json.loads((run / "run.json").read_text())
+        (run / "run.json").write_text(json.dumps({**info, "status": "failed"}))
+    code, _, err = report(capsys, str(tmp_path), "--baseline", "sensealg=gauss")
+    assert code == 2 and "no completed run of that group has a finished epoch" in err
+    for flag in ("--plot", "--baseline"):
+        code, _, err = report(capsys, str(tmp_path), flag, "")
+        assert code == 2 and f"{flag} is empty" in err
+
+
+def test_latex_rows_never_open_with_a_bracket(tmp_path: Path, capsys) -> None:
+    """`\\\\` followed by `[1/4]` is read as a spacing argument: pdflatex stopped."""
+    three_by_two(tmp_path)
+    make_run(tmp_path, "odd", solver="'[link=x]click'")
+    for extra in ((), ("--epochs",)):
+        code, out, _ = report(capsys, str(tmp_path), "--format", "latex", *extra)
+        rows = [line for line in out.splitlines() if line.endswith("\\\\")]
+        assert code == 0 and rows and not any(row.startswith("[") for row in rows), out
+    assert "\\multicolumn" in out  # --epochs: each group's name is typeset
+
+
+def test_the_figure_is_written_before_a_closed_pipe_stops_the_tables(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    three_by_two(tmp_path)
+
+    def closed_pipe(summary) -> None:
+        raise BrokenPipeError
+
+    from nodecli.report import report_command
+
+    monkeypatch.setattr("nodecli.report.render_rich", closed_pipe)
+    with pytest.raises(BrokenPipeError):  # cli.main turns it into a quiet exit 141
+        report_command([str(tmp_path), "--plot", str(tmp_path / "f.png")])
+    assert (tmp_path / "f.png").stat().st_size > 0

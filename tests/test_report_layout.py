@@ -317,6 +317,41 @@ def test_many_facet_panels_keep_their_titles_apart(tmp_path: Path, n: int, facet
         plt.close(fig)
 
 
+def test_fifteen_facet_values_wrap_onto_rows_in_numeric_order(tmp_path: Path) -> None:
+    """15 seed panels in one row overlapped each other's titles and ran off the figure,
+    ordered 0, 1, 10, 11, … 2."""
+    import matplotlib.pyplot as plt
+
+    for seed in range(15):
+        for sensealg in ("direct", "adjoint"):
+            write_run(tmp_path, f"{sensealg}-{seed}", sensealg=sensealg, seed=seed)
+    df = load_runs([tmp_path])
+    fig = build_figure(df, summarize(df, ["sensealg.name", "seed"]), facet="seed")
+    try:
+        assert_text_readable(fig)
+        titles = [ax.get_title() for ax in fig.axes if ax.get_title().startswith("seed = ")]
+        assert [int(t.split()[2].rstrip(":")) for t in titles] == list(range(15))
+    finally:
+        plt.close(fig)
+
+
+def test_labels_longer_than_a_line_wrap_in_the_figure(tmp_path: Path) -> None:
+    """A 130-character label squeezed the bar panels to nothing and ran off both edges."""
+    import matplotlib.pyplot as plt
+
+    path = "/very/long/path/" + "".join(f"segment{i:02d}/" for i in range(12))
+    for i in range(3):
+        run = write_run(tmp_path, f"r{i}")
+        with open(run / ".hydra" / "config.yaml", "a") as fh:
+            fh.write(f"dataset:\n  root: {path}data{i}\n")
+    df = load_runs([tmp_path])
+    fig = build_figure(df, summarize(df))
+    try:
+        assert_text_readable(fig)
+    finally:
+        plt.close(fig)
+
+
 def test_a_one_epoch_figure_ticks_only_epoch_1(tmp_path: Path) -> None:
     # One-epoch runs got epoch ticks 0.96 and 1.04.
     import matplotlib.pyplot as plt
