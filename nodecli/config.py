@@ -346,6 +346,11 @@ def explain_compose_error(exc: Exception, conf_dir: Path) -> str:
         key = unknown.group(1)
         if key.split(".")[0] in groups and "." not in key:
             return f"'{key}' is a config group; choose one of: " + ", ".join(groups[key])
+        if key.startswith("hydra."):  # the chosen launcher's / sweeper's own settings
+            return (
+                f"unknown config key '{key}' for the chosen Hydra plugins (`nodecli train "
+                "--cfg hydra` with the same hydra/… choices lists their keys)"
+            )
         close = difflib.get_close_matches(key, all_keys(), n=1, cutoff=0.6)
         hint = f"; did you mean '{close[0]}'?" if close else ""
         return f"unknown config key '{key}'{hint} (nodecli train --help lists every key)"

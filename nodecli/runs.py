@@ -270,6 +270,8 @@ def read_metrics(path: Path) -> pd.DataFrame:
     path = Path(path)
     if path.is_dir():
         path = path / METRICS_FILE
+    if path.is_dir():
+        raise ValueError("a folder, not a file")
     if not path.is_file():
         raise ValueError("missing")
     try:

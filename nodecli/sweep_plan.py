@@ -197,6 +197,11 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
         elif key == "hydra.sweep.dir":
             sweep_dir = str(override.value())
         elif key.lstrip("+~").startswith(("hydra.", "hydra/")):
+            if override.is_sweep_override():  # Hydra's error blamed the first job for it
+                raise ConfigError(
+                    f"{text}: Hydra's own settings take one value for the whole sweep, not a "
+                    "list or range; sweep config keys instead (e.g. seed=0,1,2)"
+                )
             hydra.append(text)
         else:
             job.append(text)

@@ -132,6 +132,12 @@ def test_a_failed_atomic_write_names_the_record_file_not_its_temporary(
     assert err.value.filename == str(target) and err.value.errno == errno.EROFS
 
 
+def test_a_metrics_csv_that_is_a_folder_says_so(tmp_path: Path) -> None:
+    (tmp_path / "metrics.csv").mkdir()
+    with pytest.raises(ValueError, match="a folder, not a file"):
+        read_metrics(tmp_path)
+
+
 def test_unknown_status_is_refused(tmp_path: Path) -> None:
     record = RunRecord(tmp_path)
     record.start("cpu", 1, [])

@@ -96,6 +96,8 @@ def test_bad_value_in_one_job_exits_2_before_anything_runs(
         (["hydra.sweep.subdir=../out${hydra.job.num}"], "'../out0', which is not a folder"),
         (["hydra.sweep.subdir=${nope}"], "hydra.sweep.subdir cannot be resolved for job 0"),
         (["hydra.mode=RUN"], "hydra.mode=RUN is not supported"),
+        (["hydra.job.env_set.FOO=a,b"], "Hydra's own settings take one value for the whole"),
+        (["hydra.launcher.bogus=1"], "unknown config key 'hydra.launcher.bogus' for the chosen"),
         (["sweep.resume=does/not/exist"], "no such sweep directory"),
         (["--cfg", "job"], "sweep takes overrides only"),
     ]:
