@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from nodecli.grouping import key_names, short_name
+from nodecli.render_table import memory_unit
 from nodecli.summary import Summary
 
 if TYPE_CHECKING:
@@ -291,8 +292,9 @@ def build_figure(df: pd.DataFrame, summary: Summary, facet: str | None = None) -
         mem_ax, acc_ax = fig.add_subplot(trade_grid[0, 0]), fig.add_subplot(trade_grid[0, 1])
         mem_ax.set_title("Time vs held memory (lower left is better)")
         acc_ax.set_title("Time vs final test accuracy (upper left is better)")
+        unit, scale = memory_unit(summary, "hold_memory_bytes")  # the table's unit
         _tradeoff_panel(
-            mem_ax, groups, styles, "hold_memory_bytes", "held memory (KiB)", 1024.0, False
+            mem_ax, groups, styles, "hold_memory_bytes", f"held memory ({unit})", scale, False
         )
         _tradeoff_panel(
             acc_ax, groups, styles, "final_test_acc", "final test accuracy (%)", 1.0, True

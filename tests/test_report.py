@@ -506,3 +506,21 @@ def test_the_figure_is_written_before_a_closed_pipe_stops_the_tables(
     with pytest.raises(BrokenPipeError):  # cli.main turns it into a quiet exit 141
         report_command([str(tmp_path), "--plot", str(tmp_path / "f.png")])
     assert (tmp_path / "f.png").stat().st_size > 0
+
+
+def test_the_figure_uses_the_tables_memory_unit(tmp_path: Path) -> None:
+    """Above 100 MiB the table says MiB; the figure kept KiB with a 1e6 axis offset."""
+    import matplotlib.pyplot as plt
+
+    from nodecli.render_plot import build_figure
+
+    three_by_two(tmp_path)
+    for run in tmp_path.iterdir():
+        path = run / "metrics.csv"
+        pd.read_csv(path).assign(hold_memory_bytes=300 * 2**20).to_csv(path, index=False)
+    df = load_runs([tmp_path])
+    fig = build_figure(df, summarize(df))
+    try:
+        assert any(ax.get_ylabel() == "held memory (MiB)" for ax in fig.axes)
+    finally:
+        plt.close(fig)
