@@ -33,6 +33,7 @@ from nodecli.grouping import (
     value_label,
 )
 from nodecli.records import load_runs
+from nodecli.runs import METRIC_COLUMNS
 
 __all__ = ["Summary", "epoch_table", "filter_runs", "load_runs", "summarize"]
 
@@ -50,14 +51,12 @@ METRICS = (
     ("nfe_forward", "NFE fwd/epoch", ".0f"),
     ("nfe_backward", "NFE bwd/epoch", ".0f"),
 )
-# Per-epoch view: metrics.csv columns averaged over the runs of a group, epoch by epoch.
-EPOCH_METRICS = (
-    "train_time_s",
-    "train_loss",
-    "train_acc",
-    "test_acc",
-    "nfe_forward",
-    "nfe_backward",
+# Per-epoch view: metrics.csv columns averaged over the runs of a group, epoch by epoch
+# (all but the epoch number, the memory probe's and the one-off compile time).
+EPOCH_METRICS = tuple(
+    c
+    for c in METRIC_COLUMNS
+    if c != "epoch" and not c.endswith(("_memory_bytes", "compile_time_s"))
 )
 
 
