@@ -33,6 +33,7 @@ from nodecli.runs import (
     SWEEP_FILE,
     flatten,
     folder_entries,
+    hydra_mode,
     read_config_tree,
     read_metrics,
     read_run_json,
@@ -96,7 +97,11 @@ def resume_overrides(target: str, extra: list[str]) -> list[str]:
 
 
 def sweep_of(run_dir: Path) -> Path | None:
-    """The sweep folder RUN_DIR is a job of (a folder above it with a sweep's plan)."""
+    """The sweep folder RUN_DIR is a job of: Hydra recorded the run as a multirun job,
+    and the nearest folder above it holds a sweep's plan (an ordinary run below some
+    unrelated multirun.yaml is not a sweep job)."""
+    if hydra_mode(run_dir) != "MULTIRUN":
+        return None
     for parent in run_dir.parents:
         if (parent / SWEEP_FILE).is_file() or (parent / MULTIRUN_FILE).is_file():
             return parent

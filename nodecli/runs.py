@@ -341,6 +341,18 @@ def read_config_tree(run_dir: Path) -> dict[str, Any]:
     return container
 
 
+def hydra_mode(run_dir: Path) -> str | None:
+    """`RUN` or `MULTIRUN` (a sweep job), as Hydra recorded in .hydra/hydra.yaml; None
+    when that file is missing or unreadable."""
+    from omegaconf import OmegaConf
+
+    try:
+        mode = OmegaConf.load(Path(run_dir) / ".hydra" / "hydra.yaml").hydra.mode
+    except Exception:  # noqa: BLE001 - missing or damaged: unknown
+        return None
+    return str(mode) if mode is not None else None
+
+
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """A nested mapping as dotted keys (`sensealg.name`): report columns, tracker params."""
     flat: dict[str, Any] = {}

@@ -38,13 +38,12 @@ from nodecli.runs import (
     run_state,
 )
 from nodecli.signals import ForwardStop
+from nodecli.sweep_folders import find_job_dir, numbered_folders
 from nodecli.sweep_job import sweep_task
 from nodecli.sweep_plan import (
     RESUME_KEY,
     SWEEP_FILE,
     SweepPlan,
-    find_job_dir,
-    job_folders,
     new_sweep_dir,
     plan_sweep,
     read_sweep_file,
@@ -75,7 +74,7 @@ LOCAL_CHILDREN = ("hydra/launcher=joblib", "hydra/launcher=submitit_local")
 def refuse_live_jobs(plan: SweepPlan) -> None:
     """Resuming while a job of the sweep still runs would train it twice at once."""
     for num, job in enumerate(plan.jobs):
-        job_dir = find_job_dir(plan.sweep_dir, num, job)
+        job_dir = find_job_dir(plan.sweep_dir, num, job, plan.job_dirs)
         if job_dir is None or not (job_dir / RUN_FILE).is_file():
             continue
         try:
@@ -106,6 +105,7 @@ def write_sweep_file(plan: SweepPlan) -> None:
         "hydra_overrides": plan.hydra_overrides,
         "n_jobs": plan.search.n_trials if plan.search else len(plan.jobs),
         "jobs": plan.jobs,
+        **({"job_dirs": plan.job_dirs} if plan.job_dirs else {}),
     }
     if plan.search:  # the jobs are Optuna's trials, filled in as they run
         record["objective"] = plan.search.objective
@@ -203,7 +203,7 @@ def sweep_command(args: list[str]) -> int:
             print(f"[sweep] the launcher stopped with exit code {exc.code}", flush=True)
     if forward.signum is not None and stopped_by is None:  # the jobs stopped in children
         stopped_by = 128 + forward.signum
-    trials = job_folders(plan.sweep_dir) if plan.search else {}
+    trials = numbered_folders(plan.sweep_dir) if plan.search else {}
     if plan.search:  # the trials Optuna ran, read back from their folders
         plan.jobs = [trial_overrides(path) for _, path in sorted(trials.items())]
         write_sweep_file(plan)

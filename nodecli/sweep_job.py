@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from nodecli.config import Config
+from nodecli.config import Config, validate
 from nodecli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, os_error_line
 from nodecli.hpo import trial_result
 from nodecli.hydra_app import register_resolvers, shell_override
@@ -119,6 +119,9 @@ def run_job(cfg: DictConfig, job_dir: Path, num: int, total: object) -> int:
             return EXIT_OK
         config = OmegaConf.to_object(cfg)
         assert isinstance(config, Config)
+        # Checked before the sweep too, but only here do values read from the job's own
+        # environment (hydra.job.env_set + ${oc.env:…}) resolve: train.lr=-1 got through.
+        validate(config)
         kept, why = restart_point(job_dir, config)
         if kept is not None:
             config.resume = str(job_dir)
@@ -131,6 +134,9 @@ def run_job(cfg: DictConfig, job_dir: Path, num: int, total: object) -> int:
         # A job is continued by resuming its sweep, never by `nodecli train resume=`.
         again = f"nodecli sweep {shell_override(RESUME_KEY, str(sweep_dir))}"
         code = run_experiment(config, job_dir, overrides, resume_hint=again)
+    except ConfigError as exc:
+        print(f"[sweep] {label} not run: {exc}", flush=True)
+        return EXIT_USAGE
     except OSError as exc:
         print(f"[sweep] {label} failed: {os_error_line(exc)}", flush=True)
         return EXIT_FAILED

@@ -37,6 +37,13 @@ from nodecli.hydra_app import (
     shell_override,
 )
 from nodecli.runs import MULTIRUN_FILE, RUN_FILE, SWEEP_FILE, folder_entries
+from nodecli.sweep_folders import (
+    FOLDER_KEYS,
+    check_plan_matches_folders,
+    custom_folders,
+    numbered_folders,
+    resolve_job_dirs,
+)
 
 RESUME_KEY = "sweep.resume"
 SWEEP_KEYS = (RESUME_KEY, OBJECTIVE_KEY)  # nodecli sweep's own keys, not the jobs' config
@@ -53,6 +60,7 @@ class SweepPlan:
     dir_given: bool = False
     job_args: list[str] = field(default_factory=list)  # as typed: sweep lists unexpanded
     search: Search | None = None  # hydra/sweeper=optuna: jobs are Optuna's trials
+    job_dirs: list[str] = field(default_factory=list)  # a custom subdir's folder per job
 
     @property
     def job_overrides(self) -> list[str]:
@@ -103,7 +111,7 @@ def read_sweep_file(sweep_dir: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         return {}
-    lists = ("job_overrides", "hydra_overrides", "resumed_at")
+    lists = ("job_overrides", "hydra_overrides", "resumed_at", "job_dirs")
     if not all(_str_list(data.get(key, [])) for key in lists):
         return {}
     if not isinstance(data.get("n_jobs", 0), int):
@@ -129,37 +137,6 @@ def rebuild_from_hydra(sweep_dir: Path) -> dict[str, Any]:
     except Exception:  # noqa: BLE001 - missing or damaged YAML: nothing to rebuild from
         return {}
     return {"job_overrides": task, "hydra_overrides": hydra}
-
-
-def job_folders(sweep_dir: Path) -> dict[int, Path]:
-    """Numbered job folders (<num>_<overrides> or <num>) that Hydra created."""
-    found = {}
-    for path in sweep_dir.iterdir() if sweep_dir.is_dir() else []:
-        match = re.fullmatch(r"(\d+)(_.*)?", path.name)
-        if match and (path / ".hydra").is_dir():
-            found[int(match.group(1))] = path
-    return found
-
-
-def check_plan_matches_folders(sweep_dir: Path, jobs: list[list[str]], where: str) -> None:
-    """The plan must name every job folder already there, with that folder's overrides:
-    a resume never shrinks a sweep nor reuses a folder for another job."""
-    for num, path in sorted(job_folders(sweep_dir).items()):
-        if num >= len(jobs):
-            raise ConfigError(
-                f"{where}: job folder {path.name} is not in the plan ({len(jobs)} job(s)); "
-                "resuming would drop it; give the sweep's full command line"
-            )
-        try:
-            stored = sorted(map(str, OmegaConf.load(path / ".hydra" / "overrides.yaml")))
-        except Exception:  # noqa: BLE001 - an unreadable file cannot confirm the job
-            continue
-        if stored != sorted(jobs[num]):
-            raise ConfigError(
-                f"{where}: job folder {path.name} was run with {' '.join(stored)}, but the "
-                f"plan's job {num} is {' '.join(jobs[num]) or '(defaults)'}; the plan and "
-                "the folders disagree"
-            )
 
 
 def plan_sweep(overrides: list[str]) -> SweepPlan:
@@ -196,6 +173,13 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
             raise ConfigError(f"unknown sweep key '{key}'; {hint}")
         elif key == "hydra.sweep.dir":
             sweep_dir = str(override.value())
+        elif key.lstrip("+~").startswith("hydra.sweeper.params"):
+            # Jobs hidden there were never planned nor validated: lr=-1 trained unchecked.
+            raise ConfigError(
+                f"{text}: give what to sweep or search as overrides of the config keys "
+                "(train.lr=0.001,0.01 or train.lr='interval(1e-4,1e-2)'), not in "
+                "hydra.sweeper.params"
+            )
         elif key.lstrip("+~").startswith(("hydra.", "hydra/")):
             if override.is_sweep_override():  # Hydra's error blamed the first job for it
                 raise ConfigError(
@@ -254,7 +238,9 @@ def _plan_resume(
         raise ConfigError(f"{RESUME_KEY} and hydra.sweep.dir name different directories")
     stored = read_sweep_file(resume_dir) or rebuild_from_hydra(resume_dir)
     if not stored:
-        what = "no job folder" if not job_folders(resume_dir) else f"no readable {MULTIRUN_FILE}"
+        what = (
+            "no job folder" if not numbered_folders(resume_dir) else f"no readable {MULTIRUN_FILE}"
+        )
         raise ConfigError(
             f"{where}: its {SWEEP_FILE} is missing or damaged and there is {what} to "
             "rebuild the plan from; nothing was changed"
@@ -278,93 +264,43 @@ def _plan_resume(
             f"{where}: {SWEEP_FILE} says {n_stored} job(s), its command line "
             f"{len(jobs)}; the plan is inconsistent; nothing was changed"
         )
-    check_plan_matches_folders(resume_dir, jobs, where)
+    if not custom_folders(hydra):  # else once the folders are resolved (validate_jobs)
+        check_plan_matches_folders(resume_dir, jobs, where)
     return SweepPlan(resume_dir, jobs, hydra, True, True, job)
 
 
-# Hydra overrides that decide the job folders' names: a resume must keep them, or every
-# job would look for its record in another folder (and completed jobs would train again).
-FOLDER_KEYS = ("hydra.sweep.subdir", "hydra.job.config.override_dirname")
 LAUNCHER_GROUP = "hydra/launcher"
 
 
 def merge_hydra_overrides(stored: list[str], given: list[str], where: str) -> list[str]:
     """The Hydra overrides a resume runs with: the sweep's own, with those GIVEN replacing
-    the stored ones of the same key (another launcher, other launcher settings). A new
-    launcher drops the old one's `hydra.launcher.*` settings; the keys that name the job
-    folders may not change."""
+    the stored ones of the same key (another launcher, other launcher settings); a GIVEN
+    deletion (~key) of a stored addition removes it. A new launcher drops the old one's
+    `hydra.launcher.*` settings; the keys that name the job folders may not change."""
     if not given:
         return stored
-    new = {o.key_or_group: text for text, o in zip(given, parse_overrides(given), strict=True)}
+    new = {o.key_or_group: (text, o) for text, o in zip(given, parse_overrides(given), strict=True)}
     old = {o.key_or_group: text for text, o in zip(stored, parse_overrides(stored), strict=True)}
-    for key, text in new.items():
+    for key, (text, _) in new.items():
         if key.startswith(FOLDER_KEYS) and old.get(key) != text:
             raise ConfigError(
                 f"{where}: {text} would move every job to another folder than the sweep's "
                 f"({old.get(key, 'its default')}); resume without it"
             )
-    new_launcher = LAUNCHER_GROUP in new and new[LAUNCHER_GROUP] != old.get(LAUNCHER_GROUP)
+    launcher = new.get(LAUNCHER_GROUP, ("", None))[0]
+    new_launcher = bool(launcher) and launcher != old.get(LAUNCHER_GROUP)
     kept = [
         text
         for key, text in old.items()
         if key not in new and not (new_launcher and key.startswith("hydra.launcher."))
     ]
-    return [*kept, *given]
-
-
-def check_job_folders(plan: SweepPlan) -> None:
-    """A custom hydra.sweep.subdir must give every job its own folder inside the sweep
-    folder, resolvable before anything is written. Two jobs in one folder made the
-    second skip as 'completed' on the first one's record (now labelled with its config)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    from nodecli.hydra_app import conf_dir
-
-    given = [o for o in plan.hydra_overrides if o.lstrip("+").startswith(FOLDER_KEYS)]
-    if not given or plan.search:
-        return  # nodecli's own subdir: <num>_<overrides>, one folder per job by construction
-    seen: dict[str, int] = {}
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            for num, job in enumerate(plan.jobs):
-                cfg = compose(
-                    config_name="config",
-                    overrides=[*plan.hydra_overrides, *job],
-                    return_hydra_config=True,
-                )
-                with open_dict(cfg):
-                    cfg.hydra.job.num = num
-                    cfg.hydra.job.id = f"validate_{num}"
-                HydraConfig.instance().set_config(cfg)
-                try:
-                    subdir = str(cfg.hydra.sweep.subdir)
-                except Exception as exc:  # an interpolation that cannot resolve
-                    first = str(exc).strip().splitlines()[0]
-                    raise ConfigError(
-                        f"hydra.sweep.subdir cannot be resolved for job {num} ({first}); "
-                        "use keys of the config, ${hydra.job.num} or ${hydra.job.override_dirname}"
-                    ) from None
-                parts = Path(subdir).parts
-                if not subdir or Path(subdir).is_absolute() or ".." in parts or not parts:
-                    raise ConfigError(
-                        f"hydra.sweep.subdir gives job {num} the folder {subdir!r}, which is "
-                        "not a folder inside the sweep folder; use a relative name such as "
-                        "job${hydra.job.num}"
-                    )
-                key = str(Path(*parts))
-                if key in seen:
-                    raise ConfigError(
-                        f"hydra.sweep.subdir gives jobs {seen[key]} and {num} the same folder "
-                        f"{key!r}; include ${{hydra.job.num}} so that every job has its own"
-                    )
-                seen[key] = num
-    finally:
-        HydraConfig.instance().cfg = None  # type: ignore[assignment]
-        GlobalHydra.instance().clear()
+    added = [
+        text
+        for key, (text, override) in new.items()
+        # deleting what the sweep itself added: leave it out, there is nothing else to delete
+        if not (override.is_delete() and old.get(key, "").startswith("+"))
+    ]
+    return [*kept, *added]
 
 
 # The library each Hydra plugin imports only when the sweep starts (plugin choice →
@@ -384,6 +320,20 @@ def check_plugin_libraries(hydra_overrides: list[str]) -> None:
     for choice in hydra_overrides:
         if choice in PLUGIN_LIBRARIES:
             require_package(choice, *PLUGIN_LIBRARIES[choice])
+
+
+def check_same_folders(plan: SweepPlan) -> None:
+    """A resume under a custom subdir uses the folders the sweep used (sweep.json's
+    job_dirs): `hydra.job.name=…` or another launcher may change what the subdir reads."""
+    where = f"{RESUME_KEY}={plan.sweep_dir}"
+    stored = read_sweep_file(plan.sweep_dir).get("job_dirs") or []
+    for num, (before, now) in enumerate(zip(stored, plan.job_dirs, strict=False)):
+        if before != now:
+            raise ConfigError(
+                f"{where}: job {num} would move from folder {before!r} to {now!r} (an override "
+                "given with the resume changes hydra.sweep.subdir's value); resume without it"
+            )
+    check_plan_matches_folders(plan.sweep_dir, plan.jobs, where, plan.job_dirs)
 
 
 def validate_jobs(plan: SweepPlan) -> list[Config]:
@@ -411,7 +361,10 @@ def validate_jobs(plan: SweepPlan) -> list[Config]:
                 ) from exc
             where = f" (in job {' '.join(job)})" if len(jobs) > 1 else ""
             raise ConfigError(f"{exc}{where}") from exc
-    check_job_folders(plan)
+    if not plan.search:
+        plan.job_dirs = resolve_job_dirs(plan.hydra_overrides, plan.jobs)
+    if plan.resume and plan.job_dirs:
+        check_same_folders(plan)
     checked = set()
     for config in configs:
         key = (config.device.name, config.dataset.name, config.dataset.root, config.data.n)
@@ -419,28 +372,3 @@ def validate_jobs(plan: SweepPlan) -> list[Config]:
             checked.add(key)
             check_environment(config)
     return configs
-
-
-def find_job_dir(sweep_dir: Path, num: int, overrides: list[str]) -> Path | None:
-    """The folder Hydra used for job NUM (matched by number, then by its overrides)."""
-    candidates = sorted(p for p in sweep_dir.glob(f"{num}_*") if p.is_dir())
-    if not overrides:
-        candidates += [p for p in (sweep_dir / str(num),) if p.is_dir()]
-    for path in candidates:
-        try:
-            stored = OmegaConf.load(path / ".hydra" / "overrides.yaml")
-            if sorted(map(str, stored)) == sorted(overrides):
-                return path
-        except Exception:  # noqa: BLE001 - unreadable: fall back to the name
-            continue
-    if len(candidates) == 1:
-        return candidates[0]
-    # A custom hydra.sweep.subdir: look for the folder whose overrides are this job's.
-    matches = []
-    for path in sorted(sweep_dir.glob("*/.hydra/overrides.yaml")):
-        try:
-            if sorted(map(str, OmegaConf.load(path))) == sorted(overrides):
-                matches.append(path.parent.parent)
-        except Exception:  # noqa: BLE001
-            continue
-    return matches[0] if len(matches) == 1 else None

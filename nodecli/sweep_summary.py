@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nodecli.runs import METRICS_FILE, RUN_FILE, read_metrics, read_run_json
-from nodecli.sweep_plan import SweepPlan, find_job_dir
+from nodecli.sweep_folders import find_job_dir
+from nodecli.sweep_plan import SweepPlan
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -30,7 +31,7 @@ class JobResult:
 def collect_results(plan: SweepPlan) -> list[JobResult]:
     results = []
     for num, job in enumerate(plan.jobs):
-        job_dir = find_job_dir(plan.sweep_dir, num, job)
+        job_dir = find_job_dir(plan.sweep_dir, num, job, plan.job_dirs)
         result = JobResult(num, job, job_dir, "not run")
         if job_dir is not None and (job_dir / RUN_FILE).exists():
             try:

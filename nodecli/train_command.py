@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from nodecli.config import Config
+from nodecli.config import Config, validate
 from nodecli.errors import EXIT_OK, EXIT_USAGE, ConfigError, UsageError, os_error_line
 from nodecli.hydra_app import (
     check_environment,
@@ -45,9 +45,10 @@ def train_task(cfg: DictConfig) -> int:
     from nodecli.train import run_experiment
 
     hydra_cfg = HydraConfig.get()
-    config = OmegaConf.to_object(cfg)
-    assert isinstance(config, Config)
     try:
+        config = OmegaConf.to_object(cfg)
+        assert isinstance(config, Config)
+        validate(config)  # again: ${oc.env:…} resolves only now, in the job's environment
         code = run_experiment(
             config, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task)
         )

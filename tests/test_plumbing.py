@@ -348,6 +348,28 @@ def test_a_start_killed_before_its_first_record_write_can_start_again(tmp_path: 
         resume_overrides(str(aborted), [])
 
 
+def test_resume_deletes_a_stored_hydra_addition_and_keeps_the_rest() -> None:
+    from nodecli.sweep_plan import merge_hydra_overrides
+
+    stored = ["+hydra.job.env_set.FOO=1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    merged = merge_hydra_overrides(stored, ["~hydra.job.env_set.FOO"], "resume")
+    assert merged == ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    merged = merge_hydra_overrides(stored, ["hydra/launcher=basic"], "resume")
+    assert merged == ["+hydra.job.env_set.FOO=1", "hydra/launcher=basic"]
+
+
+def test_an_ordinary_run_below_a_multirun_yaml_is_not_a_sweep_job(tmp_path: Path) -> None:
+    from nodecli.resume_rules import sweep_of
+
+    (tmp_path / "multirun.yaml").write_text("{}\n")
+    run = tmp_path / "runs" / "r1"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "hydra.yaml").write_text("hydra:\n  mode: RUN\n")
+    assert sweep_of(run) is None
+    (run / ".hydra" / "hydra.yaml").write_text("hydra:\n  mode: MULTIRUN\n")
+    assert sweep_of(run) == tmp_path
+
+
 # --- folder claims -----------------------------------------------------------------------
 
 

@@ -91,12 +91,17 @@ def test_bad_value_in_one_job_exits_2_before_anything_runs(
         (["train.epochs=1,0"], "train.epochs=0 is out of range"),
         (["hydra/launcher=nope"], "hydra/launcher=nope is not an installed launcher"),
         (["hydra/sweeper=nope"], "sweepers: nodecli (the default grid), basic"),
-        (["seed=0,1", "hydra.sweep.subdir=same"], "gives jobs 0 and 1 the same folder 'same'"),
+        (["seed=0,1", "hydra.sweep.subdir=same"], "the folders 'same' and 'same'"),
         (["seed=0,1", "hydra.sweep.subdir=."], "which is not a folder inside the sweep"),
         (["hydra.sweep.subdir=../out${hydra.job.num}"], "'../out0', which is not a folder"),
         (["hydra.sweep.subdir=${nope}"], "hydra.sweep.subdir cannot be resolved for job 0"),
         (["hydra.mode=RUN"], "hydra.mode=RUN is not supported"),
         (["hydra.job.env_set.FOO=a,b"], "Hydra's own settings take one value for the whole"),
+        (["+hydra.sweeper.params={train.lr:'0.001,-1'}"], "not in hydra.sweeper.params"),
+        (["hydra.sweep.subdir=${nodecli_uid:}"], "a different folder on every run"),
+        (["hydra.sweep.subdir=${hydra.job.id}"], "a different folder on every run"),
+        (["hydra.sweep.subdir=sweep.json"], "the name of the sweep's own sweep.json"),
+        (["dataset.root=r,r/s", "hydra.sweep.subdir=${dataset.root}"], "one inside or the"),
         (["hydra.launcher.bogus=1"], "unknown config key 'hydra.launcher.bogus' for the chosen"),
         (["sweep.resume=does/not/exist"], "no such sweep directory"),
         (["--cfg", "job"], "sweep takes overrides only"),
@@ -168,6 +173,49 @@ def test_a_custom_subdir_sweep_resumes_in_its_own_folders(
         err = capsys.readouterr().err
         assert exit_info.value.code == 2 and message in err and len(err.splitlines()) == 1, err
     assert (tmp_path / "sw" / "job0" / ".hydra" / "overrides.yaml").read_text().count("resume") == 0
+
+
+@pytest.mark.parametrize(
+    ("jobs", "subdir", "folders"),
+    [
+        (["seed=0,0"], "a/${hydra.job.num}", ["a/0", "a/1"]),  # nested, duplicate overrides
+        (["seed=1,0"], "${seed}", ["0", "1"]),  # numbers that are not the job numbers
+    ],
+)
+def test_custom_subdir_sweeps_are_summarised_and_resumed_from_their_folders(
+    tmp_path: Path, monkeypatch, capsys, jobs: list[str], subdir: str, folders: list[str]
+) -> None:
+    """Such sweeps completed but were summarised as 'not run' (exit 1), or their resume
+    read folder `0` as job 0 and refused: job folders are kept in sweep.json now."""
+    from nodecli import cli
+
+    monkeypatch.chdir(tmp_path)
+    for extra in ([*jobs, *TINY1, f"hydra.sweep.subdir={subdir}", "hydra.sweep.dir=sw"],
+                  ["sweep.resume=sw"]):  # fmt: skip
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["sweep", *extra])
+        out, err = capsys.readouterr()
+        assert exit_info.value.code == 0, out + err
+        assert "all 2 job(s) completed" in out, out
+    assert out.count("skipped (already completed)") == 2
+    stored = json.loads((tmp_path / "sw" / "sweep.json").read_text())["job_dirs"]
+    assert sorted(stored) == folders
+
+
+def test_values_from_the_jobs_own_environment_are_validated_in_the_job(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """${oc.env:…} with hydra.job.env_set resolves only inside the job: lr=-1 trained."""
+    from nodecli import cli
+
+    monkeypatch.chdir(tmp_path)
+    env = ["train.lr=${oc.env:NODECLI_TEST_LR,0.001}", "+hydra.job.env_set.NODECLI_TEST_LR=-1"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["sweep", "seed=0,1", *TINY1, *env])
+    out, _ = capsys.readouterr()
+    assert exit_info.value.code == 1
+    assert out.count("not run: train.lr=-1.0 is out of range") == 2, out
+    assert not list(tmp_path.glob("outputs/sweeps/*/*/*/run.json"))
 
 
 def test_long_overrides_and_path_values_get_one_folder_name_each(
