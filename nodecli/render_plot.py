@@ -280,7 +280,8 @@ def build_figure(df: pd.DataFrame, summary: Summary, facet: str | None = None) -
                 title = f"{facet_name} = {value}: test accuracy per epoch"
             if found:
                 same = sum(len(c) for c in found)
-                title += f"; {same} of {len(mine)} groups coincide (black)"
+                sets = f" in {len(found)} sets" if len(found) > 1 else ""
+                title += f"; {same} of {len(mine)} groups coincide{sets} (black)"
             ax.set_title(textwrap.fill(title, title_chars))
         bar_grid = rows[1].subgridspec(1, 2, width_ratios=[3, 2])
         time_ax = fig.add_subplot(bar_grid[0, 0])

@@ -496,3 +496,18 @@ def test_a_closed_pipe_ends_the_report_quietly(tmp_path: Path, monkeypatch) -> N
     )
     os.close(write)
     assert result.returncode == 141 and result.stderr == ""
+
+
+def test_several_sets_of_coinciding_curves_are_counted_as_sets(tmp_path: Path) -> None:
+    """'4 of 4 groups coincide' read as one curve when there were two."""
+    import matplotlib.pyplot as plt
+
+    for sensealg, shift in (("direct", 0.0), ("adjoint", 0.0), ("gauss", 3.0), ("checkpoint", 3.0)):
+        write_run(tmp_path, sensealg, sensealg=sensealg, acc_shift=shift)
+    df = load_runs([tmp_path])
+    fig = build_figure(df, summarize(df))
+    try:
+        title = " ".join(fig.axes[0].get_title().split())
+        assert "4 of 4 groups coincide in 2 sets" in title
+    finally:
+        plt.close(fig)
