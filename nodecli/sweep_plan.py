@@ -266,7 +266,9 @@ def _plan_resume(
         )
     if not custom_folders(hydra):  # else once the folders are resolved (validate_jobs)
         check_plan_matches_folders(resume_dir, jobs, where)
-    return SweepPlan(resume_dir, jobs, hydra, True, True, job)
+    # The folders the sweep's jobs used (a custom subdir's), for validate_jobs to compare.
+    stored_dirs = list(stored.get("job_dirs", []))
+    return SweepPlan(resume_dir, jobs, hydra, True, True, job, job_dirs=stored_dirs)
 
 
 LAUNCHER_GROUP = "hydra/launcher"
@@ -322,18 +324,18 @@ def check_plugin_libraries(hydra_overrides: list[str]) -> None:
             require_package(choice, *PLUGIN_LIBRARIES[choice])
 
 
-def check_same_folders(plan: SweepPlan) -> None:
-    """A resume under a custom subdir uses the folders the sweep used (sweep.json's
-    job_dirs): `hydra.job.name=…` or another launcher may change what the subdir reads."""
+def check_same_folders(plan: SweepPlan, job_dirs: list[str]) -> None:
+    """A resume under a custom subdir uses the folders the sweep used (PLAN.job_dirs, from
+    sweep.json) when JOB_DIRS, those resolved now, would differ: `hydra.job.name=…` or
+    another launcher may change what the subdir reads."""
     where = f"{RESUME_KEY}={plan.sweep_dir}"
-    stored = read_sweep_file(plan.sweep_dir).get("job_dirs") or []
-    for num, (before, now) in enumerate(zip(stored, plan.job_dirs, strict=False)):
+    for num, (before, now) in enumerate(zip(plan.job_dirs, job_dirs, strict=False)):
         if before != now:
             raise ConfigError(
                 f"{where}: job {num} would move from folder {before!r} to {now!r} (an override "
                 "given with the resume changes hydra.sweep.subdir's value); resume without it"
             )
-    check_plan_matches_folders(plan.sweep_dir, plan.jobs, where, plan.job_dirs)
+    check_plan_matches_folders(plan.sweep_dir, plan.jobs, where, job_dirs)
 
 
 def validate_jobs(plan: SweepPlan) -> list[Config]:
@@ -362,9 +364,10 @@ def validate_jobs(plan: SweepPlan) -> list[Config]:
             where = f" (in job {' '.join(job)})" if len(jobs) > 1 else ""
             raise ConfigError(f"{exc}{where}") from exc
     if not plan.search:
-        plan.job_dirs = resolve_job_dirs(plan.hydra_overrides, plan.jobs)
-    if plan.resume and plan.job_dirs:
-        check_same_folders(plan)
+        job_dirs = resolve_job_dirs(plan.hydra_overrides, plan.jobs)
+        if plan.resume and job_dirs:
+            check_same_folders(plan, job_dirs)
+        plan.job_dirs = job_dirs
     checked = set()
     for config in configs:
         key = (config.device.name, config.dataset.name, config.dataset.root, config.data.n)
