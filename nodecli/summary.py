@@ -53,11 +53,8 @@ METRICS = (
 )
 # Per-epoch view: metrics.csv columns averaged over the runs of a group, epoch by epoch
 # (all but the epoch number, the memory probe's and the one-off compile time).
-EPOCH_METRICS = tuple(
-    c
-    for c in METRIC_COLUMNS
-    if c != "epoch" and not c.endswith(("_memory_bytes", "compile_time_s"))
-)
+NOT_PER_EPOCH = ("epoch", "hold_memory_bytes", "peak_memory_bytes", "compile_time_s")
+EPOCH_METRICS = tuple(c for c in METRIC_COLUMNS if c not in NOT_PER_EPOCH)
 
 
 @dataclass
@@ -205,7 +202,7 @@ def summarize(
         )
         groups = groups.iloc[order].reset_index(drop=True)
     chosen = _apply_baseline(groups, keys, baseline, counted)
-    if chosen:  # the baseline group(s) first, the rest in name order
+    if chosen:  # the baseline group(s) first, the rest in the order above
         first = groups[list(chosen)].eq(pd.Series(chosen)).all(axis=1)
         groups = pd.concat([groups[first], groups[~first]], ignore_index=True)
     left_out = runs[~counted_mask]
