@@ -254,9 +254,13 @@ def build_figure(df: pd.DataFrame, summary: Summary, facet: str | None = None) -
     longest = min(max(len(label) for label in labels) + len(" (mixed!)"), LEGEND_CHARS - 6)
     legend_cols = max(1, min(n, 4, LEGEND_CHARS // (longest + 6)))
     column_chars = max(longest, LEGEND_CHARS // legend_cols - 6)
-    label_lines = sum(math.ceil(len(label) / TICK_CHARS) for label in labels)
-    legend_rows = math.ceil(label_lines / legend_cols) + 4
-    bar_height = max(2.4, 0.24 * label_lines + 1.0)
+
+    def lines(text: str, chars: int) -> int:
+        return wrap_label(text, chars).count("\n") + 1
+
+    legend_lines = sum(lines(label + " (mixed!)", column_chars) for label in labels)
+    legend_rows = math.ceil(legend_lines / legend_cols) + 4
+    bar_height = max(2.4, 0.24 * sum(lines(label, TICK_CHARS) for label in labels) + 1.0)
     facet_cols = min(len(facet_values), FACET_COLS)
     facet_rows = math.ceil(len(facet_values) / facet_cols)
     acc_height = 3.6 * facet_rows
