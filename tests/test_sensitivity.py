@@ -259,3 +259,22 @@ def test_checkpoint_matches_direct_on_reference_model_float32() -> None:
         F.cross_entropy(model(x), y).backward()
         grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
     assert rel(grads[1], grads[0]) <= 1e-5
+
+
+def test_vjps_matches_autograd_grad_bit_for_bit() -> None:
+    """The engine entry point `vjps` (gauss's quadrature, checkpoint's recomputed steps)
+    returns what torch.autograd.grad returns, None for an unused input included."""
+    from nodecli.ode.dense import vjps
+
+    torch.manual_seed(0)
+    w = torch.randn(5, 5, dtype=torch.float32, requires_grad=True)
+    unused = torch.randn(3, requires_grad=True)
+    x = torch.randn(7, 5)
+    outputs = [torch.tanh(x @ w), (x @ w).sin()]
+    cotangents = [torch.randn(7, 5), torch.randn(7, 5)]
+    expected = torch.autograd.grad(
+        outputs, (w, unused), cotangents, retain_graph=True, allow_unused=True
+    )
+    got = vjps(outputs, cotangents, (w, unused))
+    assert got[1] is None and expected[1] is None
+    assert torch.equal(got[0], expected[0])

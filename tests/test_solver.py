@@ -7,6 +7,7 @@ known through Kepler's equation.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -121,6 +122,19 @@ def test_dense_output_endpoints_and_torchdiffeq_mid() -> None:
             assert dense_weights(tab, 1.0) == pytest.approx(tab.b, abs=1e-14)
     dpm = torchdiffeq._impl.dopri5.DPS_C_MID.tolist()
     assert dense_weights(TABLEAUS["dopri5"], 0.5) == pytest.approx(dpm, abs=1e-15)
+
+
+def test_dense_weights_are_the_polynomials_summed_in_order_and_cached_by_tableau() -> None:
+    """The cached fast path gives the plain Horner-free sum Σ_p c_p θ^p, in order, bit for
+    bit; an unregistered tableau under a registered name never reads that cache."""
+    tab = TABLEAUS["tsit5"]
+    assert tab.dense is not None
+    for theta in (0.0, 0.1234567, 1 / 3, 0.5, 0.987654321, 1.0):
+        plain = tuple(sum(c * theta**p for p, c in enumerate(poly)) for poly in tab.dense)
+        assert dense_weights(tab, theta) == plain
+        assert dense_weights(tab, theta) == plain  # a cache hit: the same tuple
+    impostor = dataclasses.replace(TABLEAUS["dopri5"], name="tsit5")
+    assert dense_weights(impostor, 0.5) == dense_weights(TABLEAUS["dopri5"], 0.5)
 
 
 def test_recorded_stages_interpolate_whole_trajectory() -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nodecli.ode.dense import grads_or_zeros
+from nodecli.ode.dense import grads_or_zeros, vjp
 from nodecli.ode.spec import SolveSpec, forward_solve
 from nodecli.ode.stages import n_step_evals, rk_step
 
@@ -48,7 +48,7 @@ class _Checkpoint(torch.autograd.Function):
             with torch.enable_grad():
                 y = ys[i].detach().requires_grad_()
                 y1 = rk_step(f, y, ts[i], hs[i], ctx.method, ts[i + 1])
-                grads = torch.autograd.grad(y1, (y, *params), g, allow_unused=True)
+                grads = vjp(y1, g, (y, *params))
             f.backpropagated += evals
             g = grads[0] if grads[0] is not None else torch.zeros_like(y)
             step_params = grads_or_zeros(grads[1:], params)

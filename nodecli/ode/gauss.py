@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nodecli.ode.dense import DenseOutput, grads_or_zeros, vjp
+from nodecli.ode.dense import DenseOutput, grads_or_zeros, vjp, vjps
 from nodecli.ode.interpolating import ForwardSolutionFunction, load_forward
 from nodecli.ode.spec import SolveSpec, backward_solve
 from nodecli.ode.tableaus import TABLEAUS
@@ -87,7 +87,7 @@ class _Gauss(ForwardSolutionFunction):
                     # μ(t0) = ∫_{t0}^{t1} λᵀ ∂f/∂p dt and this backward step runs s → s + h,
                     # so its share is -h Σ w_j g(t_j): |h| only when t1 > t0.
                     cotangents.append(lam.mul(-h * w))
-                grads = torch.autograd.grad(outputs, params, cotangents, allow_unused=True)
+                grads = vjps(outputs, cotangents, params)
             f.backpropagated += len(rule)
             for acc, g in zip(grad_params, grads_or_zeros(grads, params), strict=True):
                 acc.add_(g)
