@@ -25,7 +25,12 @@ import pandas as pd
 
 from nodecli.grouping import key_names, short_name
 from nodecli.render_table import memory_unit
+from nodecli.runs import atomic_write_bytes
 from nodecli.summary import Summary
+
+# Labels are config values, drawn as typed: `$a_b$` in a value is not matplotlib maths
+# (an unparsable one used to end the report in a traceback).
+LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -266,7 +271,7 @@ def build_figure(df: pd.DataFrame, summary: Summary, facet: str | None = None) -
     acc_height = 3.6 * facet_rows
     width = 13.0
     height = acc_height + bar_height + 3.4 + 0.22 * (legend_rows + 3) + 0.8
-    with plt.rc_context({"font.size": font, "axes.titlesize": font + 1}):
+    with plt.rc_context({"font.size": font, "axes.titlesize": font + 1, **LITERAL_TEXT}):
         fig = plt.figure(figsize=(width, height), layout="constrained")
         rows = fig.add_gridspec(3, 1, height_ratios=[acc_height, bar_height, 3.4])
         acc_grid = rows[0].subgridspec(facet_rows, facet_cols)
@@ -347,12 +352,20 @@ def build_figure(df: pd.DataFrame, summary: Summary, facet: str | None = None) -
 
 def plot(df: pd.DataFrame, summary: Summary, path: Path, facet: str | None = None) -> bool:
     """Write the figure to PATH (format from its suffix); False when there was nothing to
-    draw (no group with a completed run that finished an epoch)."""
+    draw (no group with a completed run that finished an epoch).
+
+    Rendered in memory and written atomically: a full disk or a kill never leaves a
+    half-written figure in place of the user's earlier one."""
+    import io
+
     import matplotlib.pyplot as plt
 
     fig = build_figure(df, summary, facet)
     if fig is None:
         return False
-    fig.savefig(path, dpi=100)
+    buffer = io.BytesIO()
+    with plt.rc_context(LITERAL_TEXT):  # tick labels may be made while drawing
+        fig.savefig(buffer, format=path.suffix.lower().lstrip("."), dpi=100)
     plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
     return True

@@ -511,3 +511,52 @@ def test_several_sets_of_coinciding_curves_are_counted_as_sets(tmp_path: Path) -
         assert "4 of 4 groups coincide in 2 sets" in title
     finally:
         plt.close(fig)
+
+
+def test_dollar_signs_in_labels_are_drawn_as_typed(tmp_path: Path, capsys) -> None:
+    """`$\\nosuchcmd{$` ended --plot in matplotlib's mathtext traceback; `$a_b$` lost its
+    dollars to maths typesetting."""
+    labels = ["$a_b$", "$\\nosuchcmd{$"]
+    for i, label in enumerate(labels):
+        run = write_run(tmp_path / "runs", f"r{i}")
+        with open(run / ".hydra" / "config.yaml", "a") as fh:
+            fh.write(yaml.safe_dump({"dataset": {"root": label}}))
+    target = tmp_path / "r.png"
+    code, _, err = report(capsys, str(tmp_path / "runs"), "--plot", str(target))
+    assert code == 0 and target.stat().st_size > 0, err
+    df = load_runs([tmp_path / "runs"])
+    import matplotlib.pyplot as plt
+
+    fig = build_figure(df, summarize(df))
+    try:
+        fig.canvas.draw()
+        ticks = [t for t in fig.axes[1].get_yticklabels() if t.get_text()]
+        assert sorted(t.get_text() for t in ticks) == sorted(labels)
+        assert not any(t.get_parse_math() for t in ticks)
+    finally:
+        plt.close(fig)
+
+
+def test_a_failed_plot_write_keeps_the_earlier_figure(tmp_path: Path, capsys, monkeypatch) -> None:
+    """savefig wrote straight onto the target: a full disk left a cut-off PNG in place of
+    the user's earlier figure, and the error named no file."""
+    import errno
+
+    from matplotlib.figure import Figure
+
+    write_groups(tmp_path / "runs", 5)
+    target = tmp_path / "r.png"
+    target.write_bytes(b"the earlier figure")
+
+    def savefig_on_a_full_disk(self, fname, **kwargs) -> None:
+        if isinstance(fname, (str, Path)):
+            Path(fname).write_bytes(b"\x89PNG cut off")
+        else:
+            fname.write(b"\x89PNG cut off")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Figure, "savefig", savefig_on_a_full_disk)
+    code, _, err = report(capsys, str(tmp_path / "runs"), "--plot", str(target))
+    assert code == 2 and "No space left" in err
+    assert target.read_bytes() == b"the earlier figure"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.png", "runs"]
