@@ -67,7 +67,7 @@ def format_value(value: Any) -> str:
 
 def _value_matches(value: Any, wanted: str) -> bool:
     text = format_value(value)
-    if text == wanted:
+    if text == wanted or value_label(value) == wanted:  # `unset`: a key the run lacks
         return True
     try:
         return float(text) == float(wanted)
@@ -181,6 +181,39 @@ def group_label(values: dict[str, Any]) -> str:
     if not values:
         return "all runs"
     return LABEL_SEPARATOR.join(value_label(v) for v in values.values())
+
+
+def group_labels(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """`group_label` of each row, made distinct where different values print the same
+    (`dataset.root=null` and the string 'null'; a value holding ' · '): those labels quote
+    their string values, and any still alike are numbered. Groups are formed by label, so
+    two configurations must never share one."""
+    labels = [group_label(values) for values in rows]
+    identities: dict[str, set[tuple[str, ...]]] = {}
+    for label, values in zip(labels, rows, strict=True):
+        identities.setdefault(label, set()).add(_typed(values))
+    clashing = {label for label, ids in identities.items() if len(ids) > 1}
+    if not clashing:
+        return labels
+    quoted: dict[tuple[str, ...], str] = {}
+    for i, values in enumerate(rows):
+        if labels[i] in clashing:
+            identity = _typed(values)
+            if identity not in quoted:
+                text = LABEL_SEPARATOR.join(
+                    repr(v) if isinstance(v, str) else value_label(v) for v in values.values()
+                )
+                taken = sum(1 for q in quoted.values() if q == text or q.startswith(f"{text} #"))
+                quoted[identity] = text if not taken else f"{text} #{taken + 1}"
+            labels[i] = quoted[identity]
+    return labels
+
+
+def _typed(values: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(
+        f"{'unset' if is_missing(v) and v is not None else type(v).__name__}:{format_value(v)}"
+        for v in values.values()
+    )
 
 
 def key_names(keys: Sequence[str]) -> list[str]:

@@ -24,7 +24,7 @@ from nodecli.grouping import (
     NOT_GROUPING,
     filter_runs,
     format_value,
-    group_label,
+    group_labels,
     grouping_keys,
     keys_header,
     parse_pairs,
@@ -168,7 +168,7 @@ def summarize(
         grouping = grouping_keys(df)
         keys, determined = grouping.keys, grouping.determined
     runs = df.drop_duplicates("run_dir").copy()
-    runs["group"] = [group_label({k: r[k] for k in keys}) for _, r in runs.iterrows()]
+    runs["group"] = group_labels([{k: r[k] for k in keys} for _, r in runs.iterrows()])
     stats = per_run(df) if len(runs) else pd.DataFrame({"run_dir": [], "epochs": []})
     runs = runs.drop(columns=[c for c in stats.columns if c in runs and c != "run_dir"])
     runs = runs.merge(stats, on="run_dir", how="left")
@@ -179,7 +179,7 @@ def summarize(
     for label, members in runs.groupby("group", sort=True):
         row: dict[str, Any] = {"group": label}
         for key in keys:
-            row[short_name(key)] = format_value(members[key].iloc[0])
+            row[short_name(key)] = value_label(members[key].iloc[0])  # as in the label
         mine = counted[counted["group"] == label]
         row["runs"] = len(mine)
         row["incomplete"] = len(members) - len(mine)

@@ -560,3 +560,27 @@ def test_a_failed_plot_write_keeps_the_earlier_figure(tmp_path: Path, capsys, mo
     assert code == 2 and "No space left" in err
     assert target.read_bytes() == b"the earlier figure"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.png", "runs"]
+
+
+def test_values_that_print_alike_stay_apart(tmp_path: Path) -> None:
+    """null and the string 'null' were one group of 2 runs (groups were formed by label)."""
+    for name, root in (("none", None), ("text", "null"), ("text2", "null")):
+        run = write_run(tmp_path, name)
+        with open(run / ".hydra" / "config.yaml", "a") as fh:
+            fh.write(yaml.safe_dump({"dataset": {"root": root}}))
+    summary = summarize(load_runs([tmp_path]))
+    groups = dict(zip(summary.groups["group"], summary.groups["runs"], strict=True))
+    assert groups == {"null": 1, "'null'": 2}
+
+
+def test_a_key_a_run_lacks_reads_unset_everywhere(tmp_path: Path, capsys) -> None:
+    """The label said `unset`, the CSV key column `null`, and --where key=unset matched
+    nothing."""
+    write_run(tmp_path, "direct")
+    write_run(tmp_path, "adjoint", sensealg="adjoint")  # has sensealg.seminorm
+    code, out, _ = report(capsys, str(tmp_path), "--by", "sensealg.seminorm", "--format",
+                          "csv")  # fmt: skip
+    assert code == 0 and "\nunset,unset," in out
+    code, out, _ = report(capsys, str(tmp_path), "--where", "sensealg.seminorm=unset",
+                          "--format", "csv")  # fmt: skip
+    assert code == 0 and out.count("\n") == 2  # header and the direct run's group
