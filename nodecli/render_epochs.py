@@ -16,8 +16,12 @@ import pandas as pd
 from nodecli.render_table import (
     fitted_tables,
     jsonable,
+    kept_out_lines,
+    latex_comment,
     latex_escape,
     markdown_table,
+    md_escape,
+    mixed_lines,
     report_console,
 )
 from nodecli.summary import Summary, epoch_table
@@ -58,8 +62,13 @@ def epoch_rows(table: pd.DataFrame) -> dict[str, tuple[list[str], list[list[str]
     return out
 
 
+MEAN_NOTE = "mean ± std over the runs that reached each epoch"
+
+
 def render_epochs(df: pd.DataFrame, summary: Summary, fmt: str) -> str | None:
-    """The per-epoch view in FMT; rich prints it itself and returns None."""
+    """The per-epoch view in FMT; rich prints it itself and returns None. Mixed groups and
+    runs kept out of the means are said as in the comparison view (csv: by the caller,
+    on stderr)."""
     table = epoch_table(df, summary)
     if fmt == "csv":
         return table.to_csv(index=False)
@@ -67,31 +76,57 @@ def render_epochs(df: pd.DataFrame, summary: Summary, fmt: str) -> str | None:
         records = [
             {k: jsonable(v) for k, v in row.items()} for row in table.to_dict(orient="records")
         ]
-        return json.dumps({"label_keys": summary.header, "epochs": records}, indent=2) + "\n"
+        incomplete = [
+            {k: jsonable(v) for k, v in row.items()}
+            for row in summary.incomplete.to_dict(orient="records")
+        ]
+        data = {
+            "label_keys": summary.header,
+            "mixed": summary.mixed,
+            "epochs": records,
+            "incomplete": incomplete,
+        }
+        return json.dumps(data, indent=2) + "\n"
     per_group = epoch_rows(table)
+    titles = {
+        label: f"{summary.header}: {label}" + (" (mixed!)" if label in summary.mixed else "")
+        for label in per_group
+    }
+    footer = [MEAN_NOTE, *mixed_lines(summary), *kept_out_lines(summary)]
     if fmt == "rich":
         console = report_console()
         for label, (headers, rows) in per_group.items():
-            title = f"{summary.header}: {label}"
-            for part in fitted_tables(console, title, headers, rows, keep=2):
+            for part in fitted_tables(console, titles[label], headers, rows, keep=2):
                 console.print(part)
-        console.print("mean ± std over the runs that reached each epoch", markup=False)
+        for line in footer:
+            console.print(line, markup=False)
         return None
     if fmt == "markdown":
-        return "".join(
-            f"\n**{summary.header}: {label}**\n\n{markdown_table(headers, rows)}\n"
-            for label, (headers, rows) in per_group.items()
+        return (
+            "".join(
+                f"\n**{_md_strong(titles[label])}**\n\n{markdown_table(headers, rows)}\n"
+                for label, (headers, rows) in per_group.items()
+            )
+            + "\n"
+            + "".join(f"- {md_escape(line)}\n" for line in footer)
         )
     lines = []  # latex: one tabular per group
     for label, (headers, rows) in per_group.items():
-        lines.append(f"% {summary.header}: {label}")
+        lines.append(latex_comment(titles[label]))
         lines.append(r"\begin{tabular}{l" + "r" * (len(headers) - 1) + "}")
         lines.append(r"\hline")
-        name = latex_escape(f"{summary.header}: {label}")
+        name = latex_escape(titles[label])
         lines.append(rf"\multicolumn{{{len(headers)}}}{{l}}{{{name}}} \\")  # typeset, not a comment
         lines.append(r"\hline")
         lines.append(" & ".join(latex_escape(h) for h in headers) + r" \\")
         lines.append(r"\hline")
         lines += [" & ".join(latex_escape(c) for c in cells) + r" \\" for cells in rows]
         lines += [r"\hline", r"\end{tabular}", ""]
-    return "\n".join(lines)
+    lines += [latex_comment(line) for line in footer]
+    return "\n".join(lines) + "\n"
+
+
+def _md_strong(text: str) -> str:
+    """TEXT inside `**…**`: escaped, and no space against the markers (`** x **` is not
+    bold)."""
+    return " ".join(md_escape(text).split()) or "(empty)"

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from nodecli.console import Console, make_console
 from nodecli.grouping import LABEL_SEPARATOR, short_name
-from nodecli.summary import METRICS, Summary
+from nodecli.summary import METRICS, NO_EPOCH, Summary
 
 FORMATS = ("rich", "markdown", "csv", "json", "latex")
 
@@ -140,11 +140,7 @@ def notes(summary: Summary) -> list[str]:
     if summary.determined:
         decided = ", ".join(f"{k} (by {short_name(v)})" for k, v in summary.determined.items())
         lines.append(f"not grouped by keys another key decides: {decided}")
-    for label, what in summary.mixed.items():
-        lines.append(
-            f"mixed! group '{label}' averages runs that differ in {what}; "
-            "add the key to --by or narrow with --where"
-        )
+    lines += mixed_lines(summary)
     pooled = summary.groups[summary.groups["speedup_note"] != ""] if len(summary.groups) else []
     if len(pooled):
         lines.append(
@@ -154,6 +150,30 @@ def notes(summary: Summary) -> list[str]:
     incomplete = len(summary.groups) and bool((summary.groups["incomplete"] > 0).any())
     lines.append((INCOMPLETE_NOTE if incomplete else "") + NOTES)
     return lines
+
+
+def mixed_lines(summary: Summary) -> list[str]:
+    """One line per group that averages runs differing in a key it hides."""
+    return [
+        f"mixed! group '{label}' averages runs that differ in {what}; "
+        "add the key to --by or narrow with --where"
+        for label, what in summary.mixed.items()
+    ]
+
+
+def kept_out_lines(summary: Summary) -> list[str]:
+    """One line per run left out of the means (not completed, or no finished epoch)."""
+    lines = []
+    for _, r in summary.incomplete.iterrows():
+        why = f" ({r['error']})" if r["error"] == NO_EPOCH else ""
+        lines.append(f"{r['status']} run kept out of the means{why}: {r['run_dir']}")
+    return lines
+
+
+def latex_comment(line: str) -> str:
+    """LINE as one LaTeX comment: a newline in a label would end the comment and typeset
+    the rest."""
+    return "% " + " ".join(line.splitlines())
 
 
 # Narrower than this, a label and one figure no longer fit side by side and every cell
@@ -265,20 +285,27 @@ def render_rich(summary: Summary) -> None:
             console.print(f"  run: {run}", markup=False)
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+MARKDOWN_SPECIAL = "\\|*`<>"  # what would end a cell or turn a value into markup
+
+
+def md_escape(text: str) -> str:
+    """TEXT as literal Markdown on one line: `*em*`, `<b>`, `` `code` `` and backslashes
+    in config values print as typed. Underscores are left alone: GitHub does not read
+    `layer_style` as emphasis, and `layer\\_style` would clutter every raw table."""
+    out = "".join("\\" + c if c in MARKDOWN_SPECIAL else c for c in text)
+    return " ".join(out.splitlines()) if "\n" in out or "\r" in out else out
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(_md_escape(h) for h in headers) + " |"]
+    lines = ["| " + " | ".join(md_escape(h) for h in headers) + " |"]
     lines.append("| " + " | ".join(["---"] + ["---:"] * (len(headers) - 1)) + " |")
-    lines += ["| " + " | ".join(_md_escape(c) for c in cells) + " |" for cells in rows]
+    lines += ["| " + " | ".join(md_escape(c) for c in cells) + " |" for cells in rows]
     return "\n".join(lines)
 
 
 def render_markdown(summary: Summary) -> str:
     text = markdown_table(*display_table(summary))
-    text += "\n\n" + "".join(f"- {line}\n" for line in notes(summary))
+    text += "\n\n" + "".join(f"- {md_escape(line)}\n" for line in notes(summary))
     if len(summary.incomplete):
         headers, rows = incomplete_table(summary)
         text += "\nRuns kept out of the means (not completed):\n\n"
@@ -301,6 +328,8 @@ LATEX_SPECIAL = {
 
 
 def latex_escape(text: str) -> str:
+    if "\n" in text or "\r" in text:  # a blank line inside a tabular is an error
+        text = " ".join(text.splitlines())
     out = "".join(LATEX_SPECIAL.get(c, c) for c in text)
     for text_char, latex in (("±", r"$\pm$"), ("×", r"$\times$"), ("–", "--"), ("·", r"$\cdot$")):
         out = out.replace(text_char, latex)
@@ -317,7 +346,7 @@ def render_latex(summary: Summary) -> str:
     lines.append(r"\hline")
     lines += [" & ".join(latex_escape(c) for c in cells) + r" \\" for cells in rows]
     lines += [r"\hline", r"\end{tabular}"]
-    lines += [f"% {line}" for line in notes(summary)]
+    lines += [latex_comment(line) for line in notes(summary)]
     return "\n".join(lines) + "\n"
 
 

@@ -19,6 +19,8 @@ from nodecli.render_epochs import render_epochs
 from nodecli.render_plot import plot
 from nodecli.render_table import (
     FORMATS,
+    kept_out_lines,
+    mixed_lines,
     render_csv,
     render_json,
     render_latex,
@@ -26,7 +28,7 @@ from nodecli.render_table import (
     render_rich,
 )
 from nodecli.runs import STALE_AFTER_S
-from nodecli.summary import DEFAULT_BASELINE, NO_EPOCH, filter_runs, load_runs, summarize
+from nodecli.summary import DEFAULT_BASELINE, filter_runs, load_runs, summarize
 
 __all__ = ["load_runs", "report_command", "summarize"]
 
@@ -127,13 +129,16 @@ def report_command(args: list[str]) -> int:
             print(f"plot: {options.plot}", file=sys.stderr)
     if options.epochs:
         if not (summary.groups["runs"] > 0).any():  # else: a footer alone, and exit 0
-            for _, r in summary.incomplete.iterrows():
-                warn(f"{r['status']} run kept out of the means: {r['run_dir']}")
+            for line in kept_out_lines(summary):
+                warn(line)
             warn("--epochs: no completed run with a finished epoch; nothing to show")
             return EXIT_FAILED
         text = render_epochs(df, summary, options.format)
         if text is not None:
             sys.stdout.write(text)
+        if options.format == "csv":  # a CSV has no place for notes
+            for line in [*mixed_lines(summary), *kept_out_lines(summary)]:
+                warn(line)
     elif options.format == "rich":
         render_rich(summary)
     else:
@@ -144,10 +149,9 @@ def report_command(args: list[str]) -> int:
             "latex": render_latex,
         }[options.format]
         sys.stdout.write(render(summary))
-        if options.format in ("csv", "latex") and len(summary.incomplete):
-            for _, r in summary.incomplete.iterrows():
-                why = f" ({r['error']})" if r["error"] == NO_EPOCH else ""
-                warn(f"{r['status']} run kept out of the means{why}: {r['run_dir']}")
+        if options.format in ("csv", "latex"):  # no table of them in these formats
+            for line in kept_out_lines(summary):
+                warn(line)
     if options.plot and not plotted:
         warn(f"--plot {options.plot}: no completed run with a finished epoch; not written")
         return EXIT_FAILED

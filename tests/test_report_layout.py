@@ -584,3 +584,53 @@ def test_a_key_a_run_lacks_reads_unset_everywhere(tmp_path: Path, capsys) -> Non
     code, out, _ = report(capsys, str(tmp_path), "--where", "sensealg.seminorm=unset",
                           "--format", "csv")  # fmt: skip
     assert code == 0 and out.count("\n") == 2  # header and the direct run's group
+
+
+def test_epochs_view_says_mixed_groups_and_kept_out_runs(tmp_path: Path, capsys) -> None:
+    """--epochs averaged runs of 3 and 4 epochs with no word, and said nothing of the
+    runs it left out."""
+    write_run(tmp_path, "a4", sensealg="adjoint", epochs=4)
+    write_run(tmp_path, "a3", sensealg="adjoint", epochs=3)
+    write_run(tmp_path, "d", sensealg="direct")
+    write_run(tmp_path, "g-failed", sensealg="gauss", finished=1, status="failed")
+    for fmt in ("rich", "markdown", "latex"):
+        code, out, _ = report(capsys, str(tmp_path), "--by", "sensealg", "--epochs",
+                              "--format", fmt)  # fmt: skip
+        flat = " ".join(out.split())
+        assert code == 0 and "adjoint (mixed!)" in flat, fmt
+        assert "mixed! group 'adjoint' averages runs that differ in" in flat, fmt
+        assert "failed run kept out of the means:" in flat and "g-failed" in flat, fmt
+    code, out, _ = report(capsys, str(tmp_path), "--by", "sensealg", "--epochs", "--format",
+                          "json")  # fmt: skip
+    data = json.loads(out)
+    assert list(data["mixed"]) == ["adjoint"] and len(data["incomplete"]) == 1
+    code, out, err = report(capsys, str(tmp_path), "--by", "sensealg", "--epochs", "--format",
+                            "csv")  # fmt: skip
+    assert code == 0 and "mixed! group 'adjoint'" in err and "g-failed" in err
+
+
+def test_a_newline_in_a_label_stays_inside_latex_comments(tmp_path: Path, capsys) -> None:
+    for name, hidden in (("a", 10), ("b", 12)):
+        run = write_run(tmp_path, name)
+        with open(run / ".hydra" / "config.yaml", "a") as fh:
+            fh.write(yaml.safe_dump({"dataset": {"root": "line1\nline2"}, "hidden": hidden}))
+    write_run(tmp_path, "c")
+    for extra in ([], ["--epochs"]):
+        code, out, _ = report(capsys, str(tmp_path), "--by", "dataset.root", "--format",
+                              "latex", *extra)  # fmt: skip
+        assert code == 0
+        for line in out.splitlines():  # every line: a comment, or LaTeX (never prose)
+            assert line.startswith(("%", "\\", "{", "[")) or " & " in line or not line, line
+
+
+def test_markdown_prints_config_values_as_typed(tmp_path: Path, capsys) -> None:
+    for name, root in (("em", "*em*"), ("html", "<b>t</b>"), ("code", "`c`"), ("bs", "a\\b")):
+        run = write_run(tmp_path, name)
+        with open(run / ".hydra" / "config.yaml", "a") as fh:
+            fh.write(yaml.safe_dump({"dataset": {"root": root}}))
+    code, out, _ = report(capsys, str(tmp_path), "--format", "markdown")
+    assert code == 0
+    for escaped in ("\\*em\\*", "\\<b\\>t\\</b\\>", "\\`c\\`", "a\\\\b"):
+        assert f"| {escaped} |" in out, escaped
+    code, out, _ = report(capsys, str(tmp_path), "--format", "markdown", "--epochs")
+    assert "**root: \\*em\\***" in out
