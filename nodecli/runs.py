@@ -302,6 +302,16 @@ def read_metrics(path: Path) -> pd.DataFrame:
             row = int(wrong.to_numpy().nonzero()[0][0])
             value = values.iloc[row]
             raise ValueError(f"{column}={value} on line {row + 2} is out of range")
+    # The writer appends epochs 1, 2, … in order (a resume goes on from the last): a
+    # duplicated, skipped or fractional epoch is an edited or damaged file, and counting
+    # it would add a phantom run to every per-epoch mean.
+    expected = range(1, len(frame) + 1)
+    for row, (epoch, want) in enumerate(zip(frame["epoch"], expected, strict=True)):
+        if epoch != want:
+            raise ValueError(
+                f"epoch {epoch:g} on line {row + 2} where epoch {want} belongs: epochs must "
+                "run 1, 2, … in order (a duplicated or edited row)"
+            )
     frame["epoch"] = frame["epoch"].astype(int)
     return frame
 

@@ -433,6 +433,28 @@ def test_values_no_run_writes_make_the_record_damaged(
     assert "Traceback" not in err and "RuntimeWarning" not in err
 
 
+@pytest.mark.parametrize(
+    ("epochs", "message"),
+    [
+        ([1, 1, 2], "epoch 1 on line 3 where epoch 2 belongs"),
+        ([1, 1.5], "epoch 1.5 on line 3 where epoch 2 belongs"),
+        ([2, 3], "epoch 2 on line 2 where epoch 1 belongs"),
+    ],
+)
+def test_epochs_out_of_order_make_the_record_damaged(
+    tmp_path: Path, capsys, epochs: list[float], message: str
+) -> None:
+    """A duplicated row was read as a second run (`2 runs` in --epochs for one run)."""
+    three_by_two(tmp_path)
+    path = tmp_path / "direct-0" / "metrics.csv"
+    frame = pd.read_csv(path).iloc[[0] * len(epochs)].reset_index(drop=True)
+    frame["epoch"] = epochs
+    frame.to_csv(path, index=False)
+    code, out, err = report(capsys, str(tmp_path), "--epochs")
+    assert code == 0 and message in err and "skipping" in err, err
+    assert "Traceback" not in err
+
+
 def test_an_empty_config_or_a_truncated_metrics_header_is_damage(tmp_path: Path, capsys) -> None:
     three_by_two(tmp_path)
     (tmp_path / "direct-0" / ".hydra" / "config.yaml").write_text("")
