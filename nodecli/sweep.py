@@ -49,7 +49,7 @@ from nodecli.sweep_plan import (
     read_sweep_file,
     validate_jobs,
 )
-from nodecli.sweep_summary import collect_results, summary_table
+from nodecli.sweep_summary import collect_results, job_errors, summary_table
 
 SWEEP_HELP = """\
 usage: nodecli sweep [-m] [group=a,b ...] [key=x,y ...] [sweep.resume=DIR] [hydra.* ...]
@@ -209,6 +209,8 @@ def sweep_command(args: list[str]) -> int:
         write_sweep_file(plan)
     results = collect_results(plan)
     console.print(summary_table(plan, results))
+    for line in job_errors(results):
+        console.print(line, markup=False)
     if plan.search:
         print(describe_best(trials, plan.search), flush=True)
     failed = [r for r in results if r.status != "completed"]

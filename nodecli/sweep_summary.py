@@ -54,43 +54,69 @@ def collect_results(plan: SweepPlan) -> list[JobResult]:
 
 
 def summary_table(plan: SweepPlan, results: list[JobResult]) -> Table:
+    """One row per job. The overrides wrap (user text of any length); the other columns
+    keep their whole width, so a long override never cuts a status or a number, and the
+    table fits 80 columns. Errors follow the table (`job_errors`). Cells are rich Text:
+    a config value is never read as markup."""
     from rich.table import Table
+    from rich.text import Text
 
     varying = varying_keys(plan.jobs)
     constant = sorted({o for job in plan.jobs for o in job if o.split("=")[0] not in varying})
-    title = f"nodecli sweep: {plan.sweep_dir}"
-    table = Table(title=title, caption="common: " + " ".join(constant) if constant else None)
-    for name, justify in (
-        ("job", "right"),
-        ("overrides", "left"),
-        ("status", "left"),
-        ("epochs", "right"),
-        ("train acc (%)", "right"),
-        ("test acc (%)", "right"),
-        ("train time (s)", "right"),
-        ("error", "left"),
-    ):
-        table.add_column(name, justify=justify, overflow="fold", no_wrap=name != "error")
     colours = {"completed": "green", "failed": "red", "interrupted": "yellow"}
 
     def num(value: float | None, fmt: str) -> str:
         return "" if value is None or value != value else format(value, fmt)
 
+    rows = []
     for r in results:
         shown = [o for o in r.overrides if o.split("=")[0] in varying] or r.overrides
-        colour = colours.get(r.status, "magenta")
-        where = r.error or "" if r.status != "completed" else ""
-        table.add_row(
-            str(r.num),
-            " ".join(shown) or "(defaults)",
-            f"[{colour}]{r.status}[/{colour}]",
-            "" if r.epochs is None else str(r.epochs),
-            num(r.train_acc, ".2f"),
-            num(r.test_acc, ".2f"),
-            num(r.train_time_s, ".3f"),
-            where,
+        rows.append(
+            [
+                str(r.num),
+                " ".join(shown) or "(defaults)",
+                r.status,
+                "" if r.epochs is None else str(r.epochs),
+                num(r.train_acc, ".2f"),
+                num(r.test_acc, ".2f"),
+                num(r.train_time_s, ".3f"),
+            ]
         )
+    common = "common: " + " ".join(constant) if constant else ""
+    table = Table(
+        title=Text(f"nodecli sweep: {plan.sweep_dir}"),
+        caption=Text(f"{common}{'; ' if common else ''}accuracies in %, time: seconds of training"),
+    )
+    for i, (name, justify) in enumerate(SUMMARY_COLUMNS):
+        if name == "overrides":
+            table.add_column(name, justify=justify, overflow="fold", min_width=12)
+        else:
+            widest = max([len(name), *(len(row[i]) for row in rows)])
+            table.add_column(name, justify=justify, no_wrap=True, min_width=widest)
+    for row in rows:
+        status = Text(row[2], style=colours.get(row[2], "magenta"))
+        table.add_row(*(status if i == 2 else Text(cell) for i, cell in enumerate(row)))
     return table
+
+
+SUMMARY_COLUMNS = (
+    ("job", "right"),
+    ("overrides", "left"),
+    ("status", "left"),
+    ("epochs", "right"),
+    ("train acc", "right"),
+    ("test acc", "right"),
+    ("time", "right"),
+)
+
+
+def job_errors(results: list[JobResult]) -> list[str]:
+    """`job N (status): error` for each job that did not complete and left an error."""
+    return [
+        f"job {r.num} ({r.status}): {r.error}"
+        for r in results
+        if r.status != "completed" and r.error
+    ]
 
 
 def varying_keys(jobs: list[list[str]]) -> set[str]:

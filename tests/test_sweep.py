@@ -379,3 +379,31 @@ def test_a_stopped_sweep_exits_like_a_stopped_train(tmp_path: Path) -> None:
     assert "Traceback" not in err
     (job,) = sweep_dir.glob("0_*")
     assert status(job) == "interrupted"
+
+
+@pytest.mark.parametrize("width", [80, 100, 200])
+def test_sweep_summary_keeps_statuses_and_numbers_whole_beside_a_long_override(
+    width: int,
+) -> None:
+    """A 150-character override cut the job numbers to nothing and `completed` to `co`;
+    `[bold]x` in an override was read as rich markup."""
+    from rich.console import Console
+
+    from nodecli.sweep_plan import SweepPlan
+    from nodecli.sweep_summary import JobResult, job_errors, summary_table
+
+    long = "dataset.root='" + "L" * 150 + "'"
+    jobs = [["dataset.root='a'", "seed=0"], [long, "seed=1"], ["dataset.root='[bold]x'", "seed=2"]]
+    results = [
+        JobResult(0, jobs[0], None, "completed", 9, 88.123, 90.0, 0.5),
+        JobResult(1, jobs[1], None, "interrupted", 3, 80.0, 70.0, 0.2),
+        JobResult(2, jobs[2], None, "failed", 1, error="SolverError: step size underflow"),
+    ]
+    console = Console(width=width, record=True)
+    console.print(summary_table(SweepPlan(Path("/tmp/s"), jobs), results))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= width
+    for cell in ("completed", "interrupted", "failed", "88.12", "90.00", "0.500", "old]x'"):
+        assert cell in text, cell  # `old]x'`: rich markup would have eaten "[bold]"
+    assert text.count("L") == 150  # wrapped, never cut
+    assert job_errors(results) == ["job 2 (failed): SolverError: step size underflow"]
