@@ -216,11 +216,19 @@ def _typed(values: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
+# Columns the report's tables always have: a key whose last part reads the same keeps its
+# dotted name (`--by train.epochs` gave two columns headed `epochs`).
+TABLE_COLUMNS = ("runs", "epochs")
+
+
 def key_names(keys: Sequence[str]) -> list[str]:
-    """Short, distinct names for KEYS: `sensealg`, `solver`, `epochs` (train.epochs); the
-    dotted name where the last part alone would be ambiguous."""
+    """Short, distinct names for KEYS: `sensealg`, `solver`, `lr` (train.lr); the dotted
+    name where the last part alone would be ambiguous or read as a table column."""
     last = [short_name(k) if is_choice(k) else k.rsplit(".", 1)[-1] for k in keys]
-    return [name if last.count(name) == 1 else key for name, key in zip(last, keys, strict=True)]
+    return [
+        name if last.count(name) == 1 and name not in TABLE_COLUMNS else key
+        for name, key in zip(last, keys, strict=True)
+    ]
 
 
 def keys_header(keys: Sequence[str]) -> str:

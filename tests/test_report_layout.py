@@ -634,3 +634,11 @@ def test_markdown_prints_config_values_as_typed(tmp_path: Path, capsys) -> None:
         assert f"| {escaped} |" in out, escaped
     code, out, _ = report(capsys, str(tmp_path), "--format", "markdown", "--epochs")
     assert "**root: \\*em\\***" in out
+
+
+def test_grouping_by_train_epochs_does_not_repeat_the_epochs_column(tmp_path: Path, capsys) -> None:
+    write_run(tmp_path, "e3", epochs=3)
+    write_run(tmp_path, "e4", epochs=4)
+    code, out, _ = report(capsys, str(tmp_path), "--by", "train.epochs", "--format", "markdown")
+    header = out.splitlines()[0]
+    assert code == 0 and header.startswith("| train.epochs | runs | epochs |"), header
