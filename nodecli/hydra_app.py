@@ -131,6 +131,33 @@ def compose_config(overrides: list[str]) -> Config:
     return config
 
 
+def resolve_hydra_dir(key: str, overrides: list[str]) -> str:
+    """KEY (hydra.run.dir or hydra.sweep.dir) as Hydra would resolve it under OVERRIDES
+    (`runs/seed_${seed}`, `${now:%Y-%m-%d}`, `${oc.env:HOME}`). The caller claims and
+    checks this folder and hands it to Hydra as given, so both mean the same one: a
+    folder checked under its unresolved name let a second run write over a record."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    register_schema()
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+            HydraConfig.instance().set_config(cfg)  # for ${hydra:…}
+            value = OmegaConf.select(cfg, key, throw_on_resolution_failure=True)
+    except Exception as exc:  # noqa: BLE001 - any resolver or Hydra error: bad input
+        raise ConfigError(f"{key}: cannot resolve it ({str(exc).splitlines()[0]})") from exc
+    finally:
+        HydraConfig.instance().cfg = None  # type: ignore[assignment]
+        GlobalHydra.instance().clear()
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key} resolves to {value!r}, not a folder name")
+    return value
+
+
 # The one config group whose option may be a list: several trackers at once.
 LIST_GROUPS = ("logger",)
 

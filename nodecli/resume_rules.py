@@ -267,14 +267,42 @@ def check_new_run_dir(run_dir: Path, given_as: str) -> None:
             f"or continue that run with `nodecli train {shell_override('resume', str(run_dir))}`"
         )
     # `.hydra/` alone is a start killed between Hydra's files and the run's first record
-    # write: nothing was recorded, and the new run's Hydra rewrites those files.
-    foreign = [name for name in folder_entries(run_dir) if name != ".hydra"]
+    # write: nothing was recorded, and the new run's Hydra rewrites those files. Only
+    # Hydra's own files, though: anything else in .hydra/ is somebody's.
+    foreign = [
+        name
+        for name in folder_entries(run_dir)
+        if not (name == ".hydra" and only_hydra_files(run_dir / name))
+    ]
     if foreign:
         raise ConfigError(
             f"{given_as}={run_dir} is not empty and holds no run record "
             f"({', '.join(foreign[:3])}{' …' if len(foreign) > 3 else ''}); choose an empty "
             "or new folder"
         )
+
+
+HYDRA_FILES = {"config.yaml": dict, "hydra.yaml": dict, "overrides.yaml": list}
+
+
+def only_hydra_files(folder: Path) -> bool:
+    """FOLDER holds nothing but what Hydra writes there (config.yaml, hydra.yaml and
+    overrides.yaml, each a YAML mapping or list, or empty: cut off by a kill)."""
+    import yaml
+
+    if not folder.is_dir() or folder.is_symlink():
+        return False
+    for path in folder.iterdir():
+        kind = HYDRA_FILES.get(path.name)
+        if kind is None or not path.is_file():
+            return False
+        try:
+            content = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return False
+        if content is not None and not isinstance(content, kind):
+            return False
+    return True
 
 
 def check_writable(folder: Path) -> None:

@@ -34,6 +34,7 @@ from nodecli.hydra_app import (
     compose_config,
     parse_overrides,
     require_package,
+    resolve_hydra_dir,
     shell_override,
 )
 from nodecli.runs import MULTIRUN_FILE, RUN_FILE, SWEEP_FILE, folder_entries
@@ -146,7 +147,9 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
     sweep_dir: str | None = None
     objective: str | None = None
     job: list[str] = []
+    fixed: list[str] = []  # job overrides that are not lists: the same in every job
     hydra: list[str] = []
+    sweep_dir_text = ""
     for text, override in zip(overrides, parsed, strict=True):
         key = override.get_key_element()
         if key == OBJECTIVE_KEY:
@@ -173,6 +176,7 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
             raise ConfigError(f"unknown sweep key '{key}'; {hint}")
         elif key == "hydra.sweep.dir":
             sweep_dir = str(override.value())
+            sweep_dir_text = text
         elif key.lstrip("+~").startswith("hydra.sweeper.params"):
             # Jobs hidden there were never planned nor validated: lr=-1 trained unchecked.
             raise ConfigError(
@@ -189,6 +193,11 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
             hydra.append(text)
         else:
             job.append(text)
+            if not override.is_sweep_override():
+                fixed.append(text)
+    if sweep_dir is not None and "${" in sweep_dir:
+        # Resolved as Hydra resolves it, once, from the overrides every job shares.
+        sweep_dir = resolve_hydra_dir("hydra.sweep.dir", [*hydra, *fixed, sweep_dir_text])
     if objective is not None and not is_search(hydra):
         raise ConfigError(f"{OBJECTIVE_KEY} is for searches: add {OPTUNA}")
     if resume is not None:

@@ -21,6 +21,7 @@ from nodecli.hydra_app import (
     hydra_arg_parser,
     override_value,
     quote_override_value,
+    resolve_hydra_dir,
     run_hydra,
 )
 from nodecli.ownership import ClaimError, ClaimLost, claim_folder
@@ -86,6 +87,11 @@ def train_command(args: list[str]) -> int:
         config = compose_config(parsed.overrides)
         check_environment(config)
         run_dir = explicit_run_dir(parsed.overrides)
+        if run_dir is not None and "${" in str(run_dir):
+            resolved = resolve_hydra_dir("hydra.run.dir", parsed.overrides)
+            run_dir = Path(resolved)
+            args = [a for a in args if a.partition("=")[0].lstrip("+") != "hydra.run.dir"]
+            args.append(f"hydra.run.dir={quote_override_value(resolved)}")
         if run_dir is None:
             check_writable(DEFAULT_RUNS_ROOT)
         else:

@@ -767,3 +767,36 @@ def test_submitit_time_limit_signal_closes_the_record_before_its_handler_runs(
     info = read_run_json(tmp_path / "run")
     assert calls == ["interrupted"]  # the handler ran once, after the record was closed
     assert info["status"] == "interrupted" and info["epochs_completed"] == 1
+
+
+def test_a_hydra_folder_holding_other_files_is_not_a_killed_start(tmp_path: Path) -> None:
+    """`.hydra/` alone was taken for a killed start whatever it held: a user's
+    .hydra/config.yaml was written over."""
+    killed = tmp_path / "killed" / ".hydra"
+    killed.mkdir(parents=True)
+    (killed / "config.yaml").write_text("seed: 0\n")
+    (killed / "overrides.yaml").write_text("- seed=0\n")
+    check_new_run_dir(killed.parent, "hydra.run.dir")
+    users = tmp_path / "users" / ".hydra"
+    users.mkdir(parents=True)
+    (users / "config.yaml").write_text("precious\n")
+    with pytest.raises(ConfigError, match=r"is not empty .*\(\.hydra\)"):
+        check_new_run_dir(users.parent, "hydra.run.dir")
+    (users / "config.yaml").write_text("seed: 0\n")
+    (users / "notes.txt").write_text("mine\n")
+    with pytest.raises(ConfigError, match=r"is not empty .*\(\.hydra\)"):
+        check_new_run_dir(users.parent, "hydra.run.dir")
+
+
+def test_run_and_sweep_folders_resolve_as_hydra_resolves_them() -> None:
+    from nodecli.hydra_app import resolve_hydra_dir
+
+    got = resolve_hydra_dir("hydra.run.dir", ["seed=3", "hydra.run.dir=runs/s_${seed}"])
+    assert got == "runs/s_3"
+    year = datetime.now().strftime("%Y")
+    got = resolve_hydra_dir("hydra.sweep.dir", ["hydra.sweep.dir=sw_${now:%Y}"])
+    assert got == f"sw_{year}"
+    with pytest.raises(ConfigError, match=r"hydra.run.dir: cannot resolve it .*'nope'"):
+        resolve_hydra_dir("hydra.run.dir", ["hydra.run.dir=${nope}"])
+    plan = plan_sweep(["seed=0,1", "data.n=300", "hydra.sweep.dir=sw_${data.n}_${now:%Y}"])
+    assert plan.sweep_dir == Path(f"sw_300_{year}")

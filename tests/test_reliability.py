@@ -230,3 +230,20 @@ def test_run_and_sweep_paths_survive_hydras_override_grammar(path: str) -> None:
 
     parsed = OverridesParser.create().parse_override(f"resume={quote_override_value(path)}")
     assert parsed.value() == path
+
+
+@pytest.mark.slow
+def test_an_interpolated_run_dir_is_checked_where_it_resolves(cli, tmp_path: Path) -> None:
+    """`hydra.run.dir=runs/s_${seed}` was checked and claimed under its literal name, so a
+    second run wrote over the first one's record in runs/s_0."""
+    assert cli("train", *TINY, "hydra.run.dir=runs/s_${seed}").returncode == 0
+    run_dir = tmp_path / "runs" / "s_0"
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    again = cli("train", *TINY, "train.lr=0.01", "hydra.run.dir=runs/s_${seed}")
+    assert again.returncode == 2 and "runs/s_0 already holds a run record" in again.stderr
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["s_0"]
+    swept = cli("sweep", *TINY, "seed=0,1", "hydra.sweep.dir=sw_${now:%Y}")
+    assert swept.returncode == 0 and "all 2 job(s) completed" in swept.stdout, swept.stderr
+    (sweep_dir,) = tmp_path.glob("sw_*")
+    assert "$" not in sweep_dir.name and (sweep_dir / "sweep.json").is_file()
