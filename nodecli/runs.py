@@ -259,7 +259,36 @@ def read_run_json(run_dir: Path) -> dict[str, Any]:
         raise ValueError(f"invalid JSON ({exc})") from exc
     if not isinstance(data, dict) or "status" not in data:
         raise ValueError("not a run record (no status)")
+    wrong = _misshapen_field(data)
+    if wrong:
+        raise ValueError(wrong)
     return data
+
+
+def _misshapen_field(info: dict[str, Any]) -> str | None:
+    """The first run.json field whose type no writer produces (an edited or damaged
+    record: resume used to fail half-way on it, after rewriting .hydra/)."""
+
+    def str_list(value: Any) -> bool:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+    if not isinstance(info["status"], str):
+        return f"status is {info['status']!r}, not a word"
+    for key in ("overrides", "resumed_at"):
+        if key in info and not str_list(info[key]):
+            return f"{key} is not a list of strings"
+    devices = info.get("devices")
+    if devices is not None and not (
+        isinstance(devices, list)
+        and all(
+            isinstance(d, dict)
+            and isinstance(d.get("device"), str)
+            and type(d.get("from_epoch")) is int
+            for d in devices
+        )
+    ):
+        return "devices is not a list of {device, from_epoch}"
+    return None
 
 
 def read_metrics(path: Path) -> pd.DataFrame:

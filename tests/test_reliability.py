@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -247,3 +248,24 @@ def test_an_interpolated_run_dir_is_checked_where_it_resolves(cli, tmp_path: Pat
     assert swept.returncode == 0 and "all 2 job(s) completed" in swept.stdout, swept.stderr
     (sweep_dir,) = tmp_path.glob("sw_*")
     assert "$" not in sweep_dir.name and (sweep_dir / "sweep.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("devices", [5], "devices is not a list of {device, from_epoch}"),
+        ("devices", [{}], "devices is not a list of {device, from_epoch}"),
+        ("resumed_at", "yesterday", "resumed_at is not a list of strings"),
+        ("status", 5, "status is 5, not a word"),
+    ],
+)
+def test_a_misshapen_run_json_field_is_refused_before_resume_writes(
+    tmp_path: Path, field: str, value: object, message: str
+) -> None:
+    """resume failed half-way on these (AttributeError, KeyError) after rewriting
+    .hydra/overrides.yaml; the record said `completed` with the new epoch count."""
+    from nodecli.runs import read_run_json
+
+    (tmp_path / "run.json").write_text(json.dumps({"status": "completed", field: value}))
+    with pytest.raises(ValueError, match=re.escape(message)):
+        read_run_json(tmp_path)
