@@ -118,6 +118,9 @@ def _choice(name: str, value: str, valid: tuple[str, ...]) -> None:
         raise ConfigError(f"{name}={value} is not valid; valid: {', '.join(valid)}")
 
 
+# torch.set_num_threads(100000) ends the process with a segmentation fault.
+MAX_THREADS = 1024
+
 # torch.manual_seed and torch.Generator.manual_seed take at most an unsigned 64-bit int.
 MAX_SEED = 2**64 - 1
 
@@ -185,12 +188,26 @@ def validate(cfg: Config) -> None:
             "(for example solver.step_size=0.1)"
         )
     _positive("device.threads", cfg.device.threads, "integer")
+    if cfg.device.threads is not None and cfg.device.threads > MAX_THREADS:
+        raise ConfigError(
+            f"device.threads={cfg.device.threads} is out of range: at most {MAX_THREADS} "
+            "(more than any CPU runs at once; PyTorch crashes on 100000)"
+        )
     _positive("train.epochs", cfg.train.epochs, "integer")
     _positive("train.batch_size", cfg.train.batch_size, "integer")
     _positive("train.lr", cfg.train.lr)
     _positive("model.latent", cfg.model.latent, "integer")
     _positive("model.hidden", cfg.model.hidden, "integer")
     _positive("model.t1", cfg.model.t1)
+    if cfg.solver.step_size is not None:  # as the solver counts them (ode/solver.py)
+        ratio = cfg.model.t1 / cfg.solver.step_size * (1.0 - 1e-9)
+        steps = math.ceil(ratio) if math.isfinite(ratio) else math.inf
+        if steps > cfg.solver.max_steps:
+            raise ConfigError(
+                f"solver.step_size={cfg.solver.step_size:g} needs {steps:g} steps over "
+                f"[0, {cfg.model.t1:g}], more than solver.max_steps={cfg.solver.max_steps}: "
+                "raise solver.max_steps or solver.step_size"
+            )
     if not 0.0 < cfg.data.split < 1.0:
         raise ConfigError(f"data.split={cfg.data.split} is out of range: it must be in (0, 1)")
     if cfg.data.n is not None and cfg.data.n < 2:

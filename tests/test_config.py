@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 
 import pytest
@@ -240,3 +241,24 @@ def test_hydra_job_chdir_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"^hydra.job.chdir=true is not supported"):
         compose_config(["hydra.job.chdir=true"])
     compose_config(["hydra.job.chdir=false"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["solver=rk4", "solver.step_size=1e-30"], "needs 1e+30 steps over [0, 1]"),
+        (["solver=rk4", "solver.step_size=0.01", "model.t1=1000"], "needs 100000 steps"),
+        (["device.threads=100000"], "device.threads=100000 is out of range: at most 1024"),
+    ],
+)
+def test_values_that_can_only_fail_later_are_refused_up_front(
+    overrides: list[str], message: str
+) -> None:
+    """A tiny fixed step failed at epoch 1 with a `failed` record; 100000 threads ended
+    the process with a segmentation fault."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        compose_config(overrides)
+
+
+def test_a_fixed_step_count_at_max_steps_is_allowed() -> None:
+    compose_config(["solver=rk4", "solver.step_size=1e-4"])  # exactly 10000 steps
