@@ -23,7 +23,14 @@ from nodecli.hpo import trial_result
 from nodecli.hydra_app import register_resolvers, shell_override
 from nodecli.ownership import ClaimError, claim_folder, ensure_owned, release_folder
 from nodecli.resume_rules import validate_record
-from nodecli.runs import ATTEMPTS_DIR, CHECKPOINT_FILE, METRICS_FILE, RUN_FILE, read_run_json
+from nodecli.runs import (
+    ATTEMPTS_DIR,
+    CHECKPOINT_FILE,
+    METRICS_FILE,
+    RUN_FILE,
+    read_metrics,
+    read_run_json,
+)
 from nodecli.sweep_plan import RESUME_KEY, read_sweep_file
 
 RECORD_FILES = (RUN_FILE, METRICS_FILE, CHECKPOINT_FILE)
@@ -33,13 +40,25 @@ register_resolvers()
 
 
 def record_status(job_dir: Path) -> str | None:
-    """The status in JOB_DIR's run.json; None when there is no record, 'unreadable' if bad."""
+    """The status in JOB_DIR's run.json; None when there is no record, 'unreadable' if bad,
+    'damaged' for a `completed` record whose metrics.csv lacks finished epochs (it was
+    skipped as completed, while `nodecli report` skipped it as damaged)."""
     if not (job_dir / RUN_FILE).exists():
         return None if not (job_dir / METRICS_FILE).exists() else "unreadable"
     try:
-        return str(read_run_json(job_dir)["status"])
+        info = read_run_json(job_dir)
     except ValueError:
         return "unreadable"
+    status = str(info["status"])
+    if status == "completed":
+        done = info.get("epochs_completed")
+        try:
+            rows = len(read_metrics(job_dir))
+        except ValueError:
+            return "damaged"
+        if type(done) is not int or rows < done or rows == 0:
+            return "damaged"
+    return status
 
 
 def archive_attempt(job_dir: Path) -> Path | None:

@@ -407,3 +407,19 @@ def test_sweep_summary_keeps_statuses_and_numbers_whole_beside_a_long_override(
         assert cell in text, cell  # `old]x'`: rich markup would have eaten "[bold]"
     assert text.count("L") == 150  # wrapped, never cut
     assert job_errors(results) == ["job 2 (failed): SolverError: step size underflow"]
+
+
+def test_a_completed_job_with_truncated_metrics_is_not_skipped(tmp_path: Path) -> None:
+    """sweep.resume skipped it as completed (49 of 150 epochs) while report skipped it as
+    damaged; now it is moved to attempts/ and trained again, like an unreadable one."""
+    from nodecli.sweep_job import record_status
+
+    header = "epoch,train_time_s,train_loss,train_acc,test_acc,nfe_forward,nfe_backward\n"
+    row = "{},0.1,0.5,50.0,50.0,14,13\n"
+    (tmp_path / "run.json").write_text(json.dumps({"status": "completed", "epochs_completed": 3}))
+    (tmp_path / "metrics.csv").write_text(header + row.format(1))
+    assert record_status(tmp_path) == "damaged"
+    (tmp_path / "metrics.csv").write_text(header + "".join(row.format(e) for e in (1, 2, 3)))
+    assert record_status(tmp_path) == "completed"
+    (tmp_path / "metrics.csv").write_text(header + row.format(1) + row.format(1))
+    assert record_status(tmp_path) == "damaged"
