@@ -63,6 +63,8 @@ def plan_search(job: list[str], hydra: list[str], objective: str | None) -> Sear
         key = override.get_key_element()
         if key == TRIALS_KEY:
             n_trials = trial_count(text, override)
+        elif key in INT_SETTINGS:
+            check_int_setting(text, override, *INT_SETTINGS[key])
         elif key == "hydra.sweeper.direction":
             raise ConfigError(
                 f"{OBJECTIVE_KEY} sets the direction ({name}: {direction}); "
@@ -83,6 +85,26 @@ def trial_count(text: str, override: Override) -> int:
             f"number of trials (e.g. {TRIALS_KEY}={DEFAULT_TRIALS})"
         )
     return value
+
+
+# Optuna sweeper settings that must be whole numbers in a range (low, high, what): Hydra
+# passed n_jobs=0 on (ZeroDivisionError) and seed=-5 (Optuna's InstantiationException).
+INT_SETTINGS = {
+    "hydra.sweeper.n_jobs": (1, None, "trials run at once"),
+    "hydra.sweeper.sampler.seed": (0, 2**32 - 1, "the sampler's seed, or null"),
+}
+
+
+def check_int_setting(text: str, override: Override, low: int, high: int | None, what: str) -> None:
+    value = None if override.is_sweep_override() else override.value()
+    if value is None and low == 0:  # a seed may be null: Optuna draws one
+        return
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value >= low and (high is None or value <= high):
+            return
+    key, given = text.split("=", 1)
+    valid = f"an integer ≥ {low}" if high is None else f"an integer in [{low}, {high}]"
+    raise ConfigError(f"{key}={given or repr('')} is not valid; valid: {valid}, {what}")
 
 
 def check_interval(text: str, sweep: IntervalSweep) -> None:

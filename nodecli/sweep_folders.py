@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from nodecli.errors import ConfigError
 from nodecli.ownership import CLAIM_FILE
-from nodecli.runs import MULTIRUN_FILE, SWEEP_FILE
+from nodecli.runs import ATTEMPTS_DIR, MULTIRUN_FILE, SWEEP_FILE
 
 # Hydra overrides that decide the job folders' names: a resume must keep them, or every
 # job would look for its record in another folder (and completed jobs would train again).
@@ -132,6 +132,12 @@ def _checked(names: list[str], num: int, earlier: list[str]) -> str:
         raise ConfigError(
             f"hydra.sweep.subdir gives job {num} the folder {subdir!r}, which is not a folder "
             "inside the sweep folder; use a relative name such as job${hydra.job.num}"
+        )
+    if ATTEMPTS_DIR in parts[1:]:  # report reads <job>/attempts/<n>/ as old attempts
+        raise ConfigError(
+            f"hydra.sweep.subdir gives job {num} the folder {subdir!r}, inside a folder named "
+            f"{ATTEMPTS_DIR!r}, where a resume keeps a job's earlier attempts (the report "
+            "leaves those out); choose another name"
         )
     if parts[0] in RESERVED:
         raise ConfigError(

@@ -101,6 +101,15 @@ def test_bad_value_in_one_job_exits_2_before_anything_runs(
         (["hydra.sweep.subdir=${nodecli_uid:}"], "a different folder on every run"),
         (["hydra.sweep.subdir=${hydra.job.id}"], "a different folder on every run"),
         (["hydra.sweep.subdir=sweep.json"], "the name of the sweep's own sweep.json"),
+        (["hydra.sweep.subdir=${hydra.job.num}/attempts/1"], "inside a folder named 'attempts'"),
+        (
+            ["hydra/sweeper=optuna", "hydra.sweeper.n_jobs=0", "train.lr=interval(0.001,0.01)"],
+            "hydra.sweeper.n_jobs=0 is not valid; valid: an integer ≥ 1",
+        ),  # fmt: skip
+        (
+            ["hydra/sweeper=optuna", "hydra.sweeper.sampler.seed=-5", "train.lr=0.001,0.01"],
+            "hydra.sweeper.sampler.seed=-5 is not valid; valid: an integer in [0, 4294967295]",
+        ),  # fmt: skip
         (["dataset.root=r,r/s", "hydra.sweep.subdir=${dataset.root}"], "one inside or the"),
         (["hydra.launcher.bogus=1"], "unknown config key 'hydra.launcher.bogus' for the chosen"),
         (["sweep.resume=does/not/exist"], "no such sweep directory"),
