@@ -97,9 +97,13 @@ def report_command(args: list[str]) -> int:
             f"--stale-after={stale:g} is out of range: it must be a positive finite number "
             f"of seconds (default {STALE_AFTER_S:g})"
         )
-    for flag, value in (("--plot", options.plot), ("--baseline", options.baseline)):
-        if value is not None and not value.strip():
+    given = [("--plot", options.plot), ("--baseline", options.baseline)]
+    given += [("--facet", options.facet), *(("--by", v) for v in options.by)]
+    for flag, value in given:
+        if value is not None and not value.strip(" ,"):  # '' silently meant the default
             raise ConfigError(f"{flag} is empty; give a value (nodecli report --help)")
+    if any(not path.strip() for path in options.paths):  # '' read the whole current folder
+        raise ConfigError("an empty path was given; name run or sweep folders (or none)")
     if options.plot:
         target = Path(options.plot)
         if target.suffix.lower() not in (".png", ".pdf", ".svg"):

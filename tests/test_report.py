@@ -498,9 +498,11 @@ def test_a_baseline_group_without_an_epoch_time_is_said(tmp_path: Path, capsys) 
         (run / "run.json").write_text(json.dumps({**info, "status": "failed"}))
     code, _, err = report(capsys, str(tmp_path), "--baseline", "sensealg=gauss")
     assert code == 2 and "no completed run of that group has a finished epoch" in err
-    for flag in ("--plot", "--baseline"):
+    for flag in ("--plot", "--baseline", "--by", "--facet"):  # --by/--facet '': the default
         code, _, err = report(capsys, str(tmp_path), flag, "")
         assert code == 2 and f"{flag} is empty" in err
+    code, _, err = report(capsys, str(tmp_path), "")  # '' read the whole current folder
+    assert code == 2 and "an empty path was given" in err
 
 
 def test_latex_rows_never_open_with_a_bracket(tmp_path: Path, capsys) -> None:
