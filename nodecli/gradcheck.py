@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from rich.table import Table
 
+from nodecli.atomic import atomic_write_text
 from nodecli.config import SENSEALGS, Config, all_keys
 from nodecli.console import make_console
 from nodecli.data import load_dataset
@@ -45,7 +46,6 @@ from nodecli.model import build_model
 from nodecli.ode.methods import METHODS, Direct
 from nodecli.ode.solver import SolverError
 from nodecli.resume_rules import check_writable
-from nodecli.runs import atomic_write_text
 from nodecli.train import failure_message, solve_spec
 
 console = make_console()

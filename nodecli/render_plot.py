@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from nodecli.atomic import atomic_write_bytes
 from nodecli.grouping import key_names, short_name
 from nodecli.render_table import memory_unit
-from nodecli.runs import atomic_write_bytes
 from nodecli.summary import Summary
 
 # Labels are config values, drawn as typed: `$a_b$` in a value is not matplotlib maths

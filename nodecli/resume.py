@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 
+from nodecli.atomic import atomic_write_bytes
 from nodecli.ownership import ensure_owned
-from nodecli.runs import CHECKPOINT_FILE, atomic_write_bytes
+from nodecli.runs import CHECKPOINT_FILE
 
 STATE_KEYS = ("epoch", "model", "optimizer", "data_generator", "torch_rng")
 

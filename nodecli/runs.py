@@ -20,7 +20,6 @@ import math
 import os
 import secrets
 import socket
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nodecli.atomic import atomic_write_text
 from nodecli.errors import ConfigError
 from nodecli.ownership import CLAIM_FILE, claim_folder, ensure_owned, process_alive
 from nodecli.provenance import command_line, versions
@@ -68,49 +68,8 @@ REQUIRED_METRICS = ("epoch", "train_time_s", "train_acc", "test_acc")
 NUMERIC_METRICS = ("train_loss", "nfe_forward", "nfe_backward")
 
 
-def _default_file_mode() -> int:
-    """0666 minus the umask: what open(2) would give, so records are as readable as
-    .hydra/ files (mkstemp alone makes them 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-FILE_MODE = _default_file_mode()
-
-
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write DATA to PATH so that readers see either the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = ""
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
-        # ENOSPC from write() names no file, and a read-only folder names the temporary
-        # one (.metrics.csv.x1y2.tmp): name the record file the user knows instead.
-        if exc.filename is None or Path(exc.filename).name.startswith(f".{path.name}."):
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
-        raise
-    except BaseException:
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 @dataclass

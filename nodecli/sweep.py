@@ -19,6 +19,7 @@ import json
 import shlex
 import sys
 
+from nodecli.atomic import atomic_write_text
 from nodecli.errors import EXIT_FAILED, EXIT_OK, ConfigError, PluginError
 from nodecli.hpo import (
     OBJECTIVES,
@@ -31,7 +32,6 @@ from nodecli.hydra_app import hydra_arg_parser, quote_override_value, run_hydra,
 from nodecli.ownership import claim_folder, ensure_owned
 from nodecli.runs import (
     RUN_FILE,
-    atomic_write_text,
     folder_entries,
     now_iso,
     read_run_json,

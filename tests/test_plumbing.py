@@ -18,6 +18,7 @@ import torch
 from conftest import TINY
 from omegaconf import OmegaConf
 
+from nodecli.atomic import atomic_write_text
 from nodecli.errors import ConfigError
 from nodecli.hydra_app import compose_config
 from nodecli.model import build_model
@@ -29,7 +30,7 @@ from nodecli.resume_rules import (
     resume_overrides,
     validate_record,
 )
-from nodecli.runs import RunRecord, atomic_write_text, run_state
+from nodecli.runs import RunRecord, run_state
 from nodecli.sweep_plan import expand_jobs, plan_sweep
 from nodecli.train import make_optimizer, solve_spec
 

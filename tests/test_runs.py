@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from nodecli.atomic import atomic_write_text
 from nodecli.runs import (
     METRIC_COLUMNS,
     RunRecord,
-    atomic_write_text,
     read_metrics,
     read_metrics_rows,
     read_run_json,
