@@ -9,14 +9,16 @@ no command, so the plumbing cannot pull a command in (issue 9's import cycle).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
+import functools
 import hashlib
 import os
 import re
 import secrets
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,22 +93,37 @@ def parse_overrides(overrides: list[str]) -> list[Override]:
         raise ConfigError(message) from exc
 
 
-def compose_config(overrides: list[str]) -> Config:
-    """Compose conf/ with OVERRIDES and validate it; raise ConfigError with one line."""
+@contextlib.contextmanager
+def composing() -> Iterator[Callable[..., DictConfig]]:
+    """Hydra's compose API on conf/ (with nodecli's schema and resolvers) for the block:
+    yields `compose(overrides=…, return_hydra_config=…)`. Hydra's global state
+    (GlobalHydra, HydraConfig) is as before once the block ends, also inside a job."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
 
+    register_schema()
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    previous = HydraConfig.instance().cfg
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            yield functools.partial(compose, config_name="config")
+    finally:
+        HydraConfig.instance().cfg = previous  # type: ignore[assignment]
+        GlobalHydra.instance().clear()
+
+
+def compose_config(overrides: list[str]) -> Config:
+    """Compose conf/ with OVERRIDES and validate it; raise ConfigError with one line."""
     parsed = list(zip(overrides, parse_overrides(overrides), strict=True))  # parsed once
     refuse_group_lists(parsed)
     refuse_deletions(parsed)
     refuse_chdir(parsed)
     refuse_mode(parsed)
-    register_schema()
-    register_resolvers()
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=overrides)
+        with composing() as compose:
+            cfg = compose(overrides=overrides)
         extra = unknown_keys(cfg)
         if extra:
             close = difflib.get_close_matches(extra[0], all_keys(), n=1, cutoff=0.6)
@@ -123,8 +140,6 @@ def compose_config(overrides: list[str]) -> Config:
             or unquoted_value_hint(exc, overrides)
             or explain_compose_error(exc, conf_dir())
         ) from exc
-    finally:
-        GlobalHydra.instance().clear()
     assert isinstance(config, Config)
     validate(config)
     check_trackers(config.logger)
@@ -136,23 +151,15 @@ def resolve_hydra_dir(key: str, overrides: list[str]) -> str:
     (`runs/seed_${seed}`, `${now:%Y-%m-%d}`, `${oc.env:HOME}`). The caller claims and
     checks this folder and hands it to Hydra as given, so both mean the same one: a
     folder checked under its unresolved name let a second run write over a record."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
 
-    register_schema()
-    register_resolvers()
-    GlobalHydra.instance().clear()
     try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=overrides, return_hydra_config=True)
+        with composing() as compose:
+            cfg = compose(overrides=overrides, return_hydra_config=True)
             HydraConfig.instance().set_config(cfg)  # for ${hydra:…}
             value = OmegaConf.select(cfg, key, throw_on_resolution_failure=True)
     except Exception as exc:  # noqa: BLE001 - any resolver or Hydra error: bad input
         raise ConfigError(f"{key}: cannot resolve it ({str(exc).splitlines()[0]})") from exc
-    finally:
-        HydraConfig.instance().cfg = None  # type: ignore[assignment]
-        GlobalHydra.instance().clear()
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{key} resolves to {value!r}, not a folder name")
     return value

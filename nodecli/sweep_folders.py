@@ -79,37 +79,26 @@ def resolve_job_dirs(hydra_overrides: list[str], jobs: list[list[str]]) -> list[
     completed' on the first one's record), that leave the sweep folder, take the name of
     the sweep's own files, or differ between two resolutions (a random or per-launcher
     value: a resume would look elsewhere and train completed jobs again)."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
-    from nodecli.hydra_app import conf_dir
+    from nodecli.hydra_app import composing
 
     if not custom_folders(hydra_overrides):
         return []
     folders: list[str] = []
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            for num, job in enumerate(jobs):
-                composed = compose(
-                    config_name="config",
-                    overrides=[*hydra_overrides, *job],
-                    return_hydra_config=True,
-                )
-                names = []
-                for job_id in (f"{num}", f"nodecli_{num}"):  # the basic / joblib launchers'
-                    cfg = copy.deepcopy(composed)  # set_config makes its argument read-only
-                    with open_dict(cfg):
-                        cfg.hydra.job.num = num
-                        cfg.hydra.job.id = job_id
-                    HydraConfig.instance().set_config(cfg)
-                    names.append(_subdir(cfg, num))
-                folders.append(_checked(names, num, folders))
-    finally:
-        HydraConfig.instance().cfg = None  # type: ignore[assignment]
-        GlobalHydra.instance().clear()
+    with composing() as compose:
+        for num, job in enumerate(jobs):
+            composed = compose(overrides=[*hydra_overrides, *job], return_hydra_config=True)
+            names = []
+            for job_id in (f"{num}", f"nodecli_{num}"):  # the basic / joblib launchers'
+                cfg = copy.deepcopy(composed)  # set_config makes its argument read-only
+                with open_dict(cfg):
+                    cfg.hydra.job.num = num
+                    cfg.hydra.job.id = job_id
+                HydraConfig.instance().set_config(cfg)
+                names.append(_subdir(cfg, num))
+            folders.append(_checked(names, num, folders))
     return folders
 
 
