@@ -20,7 +20,7 @@ from nodecli.runs import (
     STALE_AFTER_S,
     find_run_dirs,
     read_config,
-    read_metrics,
+    read_recorded_metrics,
     read_run_json,
     run_state,
 )
@@ -65,14 +65,7 @@ def load_runs(
                 raise ValueError("missing")
             info = read_run_json(run_dir)
             what = run_dir / METRICS_FILE
-            metrics = read_metrics(what)
-            recorded = info.get("epochs_completed")
-            if isinstance(recorded, int) and recorded > len(metrics):
-                # metrics.csv is written before run.json, so it never has fewer rows.
-                raise ValueError(
-                    f"{len(metrics)} row(s) but run.json records {recorded} finished "
-                    "epoch(s): truncated"
-                )
+            metrics = read_recorded_metrics(run_dir, info)
             what = run_dir / CONFIG_FILE
             config = read_config(run_dir)
         except ValueError as exc:

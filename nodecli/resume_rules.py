@@ -151,16 +151,10 @@ def validate_record(run_dir: Path, config: Config, check_live: bool = True) -> i
         raise ConfigError(f"{where}: {RUN_FILE} has no valid epochs_completed; {UNCHANGED}")
     rows = 0
     if (run_dir / METRICS_FILE).exists() or recorded:
-        try:
-            epochs = read_metrics(run_dir / METRICS_FILE)["epoch"].tolist()
+        try:  # read_metrics also refuses epochs that do not run 1, 2, … in order
+            rows = len(read_metrics(run_dir / METRICS_FILE))
         except ValueError as exc:
             raise ConfigError(f"{where}: {METRICS_FILE} is damaged ({exc}); {UNCHANGED}") from exc
-        if epochs != list(range(1, len(epochs) + 1)):
-            raise ConfigError(
-                f"{where}: {METRICS_FILE} does not hold epochs 1..{len(epochs)} in order; "
-                f"{UNCHANGED}"
-            )
-        rows = len(epochs)
     run_id = info.get("run_id")
     exists = (run_dir / CHECKPOINT_FILE).exists()
     saved = checkpoint_epoch(run_dir, config, run_id) if exists else 0

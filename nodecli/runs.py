@@ -304,6 +304,19 @@ def read_metrics(path: Path) -> pd.DataFrame:
     return frame
 
 
+def read_recorded_metrics(run_dir: Path, info: dict[str, Any]) -> pd.DataFrame:
+    """RUN_DIR's metrics.csv checked against its run.json INFO as well: ValueError when it
+    holds fewer rows than run.json's finished epochs (metrics.csv is written before
+    run.json, so it never has fewer: truncated)."""
+    metrics = read_metrics(Path(run_dir) / METRICS_FILE)
+    recorded = info.get("epochs_completed")
+    if isinstance(recorded, int) and recorded > len(metrics):
+        raise ValueError(
+            f"{len(metrics)} row(s) but run.json records {recorded} finished epoch(s): truncated"
+        )
+    return metrics
+
+
 def read_metrics_rows(run_dir: Path) -> list[dict[str, Any]]:
     """metrics.csv's rows as the writer keeps them (text cells); [] when there is none.
     Parsed and checked by `read_metrics`, so a damaged file is a ValueError here too."""

@@ -28,7 +28,7 @@ from nodecli.runs import (
     CHECKPOINT_FILE,
     METRICS_FILE,
     RUN_FILE,
-    read_metrics,
+    read_recorded_metrics,
     read_run_json,
 )
 from nodecli.sweep_plan import RESUME_KEY, read_sweep_file
@@ -51,12 +51,11 @@ def record_status(job_dir: Path) -> str | None:
         return "unreadable"
     status = str(info["status"])
     if status == "completed":
-        done = info.get("epochs_completed")
         try:
-            rows = len(read_metrics(job_dir))
+            rows = len(read_recorded_metrics(job_dir, info))
         except ValueError:
             return "damaged"
-        if type(done) is not int or rows < done or rows == 0:
+        if type(info.get("epochs_completed")) is not int or rows == 0:
             return "damaged"
     return status
 
