@@ -15,7 +15,7 @@ import pandas as pd
 
 from nodecli.render_table import (
     fitted_tables,
-    jsonable,
+    json_records,
     kept_out_lines,
     latex_comment,
     latex_escape,
@@ -73,18 +73,11 @@ def render_epochs(df: pd.DataFrame, summary: Summary, fmt: str) -> str | None:
     if fmt == "csv":
         return table.to_csv(index=False)
     if fmt == "json":
-        records = [
-            {k: jsonable(v) for k, v in row.items()} for row in table.to_dict(orient="records")
-        ]
-        incomplete = [
-            {k: jsonable(v) for k, v in row.items()}
-            for row in summary.incomplete.to_dict(orient="records")
-        ]
         data = {
             "label_keys": summary.header,
             "mixed": summary.mixed,
-            "epochs": records,
-            "incomplete": incomplete,
+            "epochs": json_records(table),
+            "incomplete": json_records(summary.incomplete),
         }
         return json.dumps(data, indent=2) + "\n"
     per_group = epoch_rows(table)

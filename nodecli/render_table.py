@@ -170,10 +170,16 @@ def kept_out_lines(summary: Summary) -> list[str]:
     return lines
 
 
+def one_line(text: str) -> str:
+    """TEXT with its line breaks as spaces: a label (a config value) may hold newlines,
+    which would end a Markdown cell, a LaTeX comment or a tabular row."""
+    return " ".join(text.splitlines()) if "\n" in text or "\r" in text else text
+
+
 def latex_comment(line: str) -> str:
     """LINE as one LaTeX comment: a newline in a label would end the comment and typeset
     the rest."""
-    return "% " + " ".join(line.splitlines())
+    return "% " + one_line(line)
 
 
 # Narrower than this, a label and one figure no longer fit side by side and every cell
@@ -292,8 +298,7 @@ def md_escape(text: str) -> str:
     """TEXT as literal Markdown on one line: `*em*`, `<b>`, `` `code` `` and backslashes
     in config values print as typed. Underscores are left alone: GitHub does not read
     `layer_style` as emphasis, and `layer\\_style` would clutter every raw table."""
-    out = "".join("\\" + c if c in MARKDOWN_SPECIAL else c for c in text)
-    return " ".join(out.splitlines()) if "\n" in out or "\r" in out else out
+    return one_line("".join("\\" + c if c in MARKDOWN_SPECIAL else c for c in text))
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
@@ -328,9 +333,8 @@ LATEX_SPECIAL = {
 
 
 def latex_escape(text: str) -> str:
-    if "\n" in text or "\r" in text:  # a blank line inside a tabular is an error
-        text = " ".join(text.splitlines())
-    out = "".join(LATEX_SPECIAL.get(c, c) for c in text)
+    # one_line: a blank line inside a tabular is an error
+    out = "".join(LATEX_SPECIAL.get(c, c) for c in one_line(text))
     for text_char, latex in (("±", r"$\pm$"), ("×", r"$\times$"), ("–", "--"), ("·", r"$\cdot$")):
         out = out.replace(text_char, latex)
     # A cell opening a row right after `\\` must not start with `[`: LaTeX would read it
@@ -358,18 +362,20 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def render_json(summary: Summary) -> str:
-    def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
-        return [{k: jsonable(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+def json_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """FRAME's rows as JSON-ready dicts (NaN and inf as null, numpy scalars as Python)."""
+    return [{k: jsonable(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
 
+
+def render_json(summary: Summary) -> str:
     data = {
         "group_by": [short_name(k) for k in summary.by],
         "label_keys": summary.header,
         "determined": {k: short_name(v) for k, v in summary.determined.items()},
         "mixed": summary.mixed,
         "baseline": summary.baseline,
-        "groups": records(summary.groups),
-        "incomplete": records(summary.incomplete),
+        "groups": json_records(summary.groups),
+        "incomplete": json_records(summary.incomplete),
     }
     return json.dumps(data, indent=2) + "\n"
 
