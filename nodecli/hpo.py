@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, Override, RangeSweep
 from omegaconf import OmegaConf
@@ -61,10 +62,10 @@ def plan_search(job: list[str], hydra: list[str], objective: str | None) -> Sear
     direction = OBJECTIVES[name][0]
     for text, override in zip(hydra, parse_overrides(hydra), strict=True):
         key = override.get_key_element()
-        if key == TRIALS_KEY:
-            n_trials = trial_count(text, override)
-        elif key in INT_SETTINGS:
-            check_int_setting(text, override, *INT_SETTINGS[key])
+        if key in INT_SETTINGS:
+            value = check_int_setting(text, override)
+            if key == TRIALS_KEY and value is not None:  # not nullable: never None
+                n_trials = value
         elif key == "hydra.sweeper.direction":
             raise ConfigError(
                 f"{OBJECTIVE_KEY} sets the direction ({name}: {direction}); "
@@ -74,37 +75,41 @@ def plan_search(job: list[str], hydra: list[str], objective: str | None) -> Sear
     return Search(name, direction, n_trials, probes)
 
 
-def trial_count(text: str, override: Override) -> int:
-    """hydra.sweeper.n_trials as a positive int; ConfigError (one line) for anything else
-    (a word, null, a list or a sweep, zero or less), which Hydra would take or crash on."""
-    value = None if override.is_sweep_override() else override.value()
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        given = text.split("=", 1)[1] or "''"
-        raise ConfigError(
-            f"{TRIALS_KEY}={given} is not valid; valid: a positive integer, the "
-            f"number of trials (e.g. {TRIALS_KEY}={DEFAULT_TRIALS})"
-        )
-    return value
+class IntSetting(NamedTuple):
+    """An Optuna sweeper setting that must be a whole number in [low, high]."""
+
+    low: int
+    high: int | None
+    valid: str  # the error's "valid: …" text
+    nullable: bool = False
 
 
-# Optuna sweeper settings that must be whole numbers in a range (low, high, what): Hydra
-# passed n_jobs=0 on (ZeroDivisionError) and seed=-5 (Optuna's InstantiationException).
+# Hydra would take these as given, or crash on them once the sweep folder exists:
+# n_trials=0 ran no trial, n_jobs=0 was a ZeroDivisionError, seed=-5 Optuna's
+# InstantiationException.
 INT_SETTINGS = {
-    "hydra.sweeper.n_jobs": (1, None, "trials run at once"),
-    "hydra.sweeper.sampler.seed": (0, 2**32 - 1, "the sampler's seed, or null"),
+    TRIALS_KEY: IntSetting(
+        1, None, f"a positive integer, the number of trials (e.g. {TRIALS_KEY}={DEFAULT_TRIALS})"
+    ),
+    "hydra.sweeper.n_jobs": IntSetting(1, None, "an integer ≥ 1, trials run at once"),
+    "hydra.sweeper.sampler.seed": IntSetting(
+        0, 2**32 - 1, "an integer in [0, 4294967295], the sampler's seed, or null", True
+    ),
 }
 
 
-def check_int_setting(text: str, override: Override, low: int, high: int | None, what: str) -> None:
-    value = None if override.is_sweep_override() else override.value()
-    if value is None and low == 0:  # a seed may be null: Optuna draws one
-        return
-    if isinstance(value, int) and not isinstance(value, bool):
-        if value >= low and (high is None or value <= high):
-            return
+def check_int_setting(text: str, override: Override) -> int | None:
+    """The value of one of INT_SETTINGS; ConfigError (one line) for anything else (a word,
+    null where it is not allowed, a list or a sweep, a number out of range)."""
     key, given = text.split("=", 1)
-    valid = f"an integer ≥ {low}" if high is None else f"an integer in [{low}, {high}]"
-    raise ConfigError(f"{key}={given or repr('')} is not valid; valid: {valid}, {what}")
+    setting = INT_SETTINGS[override.get_key_element()]
+    value = None if override.is_sweep_override() else override.value()
+    if value is None and setting.nullable and not override.is_sweep_override():
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value >= setting.low and (setting.high is None or value <= setting.high):
+            return value
+    raise ConfigError(f"{key}={given or repr('')} is not valid; valid: {setting.valid}")
 
 
 def check_interval(text: str, sweep: IntervalSweep) -> None:
