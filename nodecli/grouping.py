@@ -12,6 +12,7 @@ Pure functions over the DataFrame from nodecli.records; imports only nodecli.err
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -196,6 +197,7 @@ def group_labels(rows: Sequence[dict[str, Any]]) -> list[str]:
     if not clashing:
         return labels
     quoted: dict[tuple[str, ...], str] = {}
+    uses: Counter[str] = Counter()
     for i, values in enumerate(rows):
         if labels[i] in clashing:
             identity = _typed(values)
@@ -203,8 +205,8 @@ def group_labels(rows: Sequence[dict[str, Any]]) -> list[str]:
                 text = LABEL_SEPARATOR.join(
                     repr(v) if isinstance(v, str) else value_label(v) for v in values.values()
                 )
-                taken = sum(1 for q in quoted.values() if q == text or q.startswith(f"{text} #"))
-                quoted[identity] = text if not taken else f"{text} #{taken + 1}"
+                uses[text] += 1
+                quoted[identity] = text if uses[text] == 1 else f"{text} #{uses[text]}"
             labels[i] = quoted[identity]
     return labels
 
