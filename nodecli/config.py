@@ -25,7 +25,7 @@ from hydra.core.config_store import ConfigStore
 from nodecli.backends import BACKENDS, BackendConfig, check_combination
 from nodecli.errors import ConfigError
 from nodecli.ode.methods import METHODS, SENSEALGS, GradientMethod, schema_name
-from nodecli.ode.settings import SolverSettings
+from nodecli.ode.settings import SolverSettings, fixed_step_count
 from nodecli.ode.tableaus import TABLEAUS
 from nodecli.trackers import LoggerConfig
 
@@ -199,9 +199,8 @@ def validate(cfg: Config) -> None:
     _positive("model.latent", cfg.model.latent, "integer")
     _positive("model.hidden", cfg.model.hidden, "integer")
     _positive("model.t1", cfg.model.t1)
-    if cfg.solver.step_size is not None:  # as the solver counts them (ode/solver.py)
-        ratio = cfg.model.t1 / cfg.solver.step_size * (1.0 - 1e-9)
-        steps = math.ceil(ratio) if math.isfinite(ratio) else math.inf
+    if cfg.solver.step_size is not None:
+        steps = fixed_step_count(cfg.model.t1, cfg.solver.step_size)
         if steps > cfg.solver.max_steps:
             raise ConfigError(
                 f"solver.step_size={cfg.solver.step_size:g} needs {steps:g} steps over "

@@ -7,6 +7,7 @@ Torch-free, so that the CLI can validate a command line without importing torch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
@@ -33,3 +34,12 @@ class SolverSettings:
             "step_size": self.step_size,
             "max_steps": self.max_steps,
         }
+
+
+def fixed_step_count(span: float, step_size: float) -> int | float:
+    """Steps of STEP_SIZE over |SPAN|, the last one shortened to end on t1 (at least one);
+    math.inf when the count overflows a float. The 1e-9 slack stops rounding (1/0.1 =
+    10.000000000000002) adding a sliver step. Config validation and the solver both count
+    with this, so a run the config accepts never exceeds max_steps at epoch 1."""
+    ratio = abs(span) / step_size * (1.0 - 1e-9)
+    return max(1, math.ceil(ratio)) if math.isfinite(ratio) else math.inf

@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from nodecli.ode.errors import SolverError, nonfinite_initial_state
-from nodecli.ode.settings import SolverSettings
+from nodecli.ode.settings import SolverSettings, fixed_step_count
 from nodecli.ode.stages import Plan, lincomb, lincomb_zero
 from nodecli.ode.stages import plan as make_plan
 from nodecli.ode.stages import stages as run_stages
@@ -159,8 +159,7 @@ def _integrate_fixed(
     span = t1 - t0
     if span == 0.0:
         return _finish(sol, y0, t0, record)
-    # The 1e-9 slack stops rounding (e.g. 1/0.1 = 10.000000000000002) adding a sliver step.
-    n = max(1, math.ceil(abs(span) / step_size * (1.0 - 1e-9)))
+    n = fixed_step_count(span, step_size)
     if n > max_steps:
         raise SolverError(
             f"fixed step {step_size:g} needs {n} steps over [{t0:g}, {t1:g}], more than "
