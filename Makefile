@@ -27,9 +27,11 @@ test: install
 test-fast: install
 	$(PY) -m pytest -m "not slow"
 
+# ruff, then the import contracts in pyproject.toml (import-linter).
 lint: install
 	$(VENV)/bin/ruff check nodecli hydra_plugins tests benchmarks
 	$(VENV)/bin/ruff format --check nodecli hydra_plugins tests benchmarks
+	$(VENV)/bin/lint-imports
 
 # Every backend × sensealg (× layer_style for nodecli) as nodecli sweeps at two scales, then
 # nodecli report; writes benchmarks/RESULTS.md (benchmarks/bench_sweep.py says how).

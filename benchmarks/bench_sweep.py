@@ -38,15 +38,15 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from nodecli.backends import MATRIX
-from nodecli.config import LAYER_STYLES
-from nodecli.data import load_dataset
-from nodecli.model import ODEBlock, build_model
+from nodecli.backends.registry import MATRIX
+from nodecli.config.schema import LAYER_STYLES
+from nodecli.experiment.data import load_dataset
+from nodecli.experiment.model import ODEBlock, build_model
 from nodecli.ode.methods import METHODS
 from nodecli.ode.spec import SolveSpec
-from nodecli.provenance import dist_version
-from nodecli.summary import load_runs
-from nodecli.train import make_optimizer, train_epoch
+from nodecli.record.provenance import dist_version
+from nodecli.report.aggregate import load_runs
+from nodecli.train.loop import make_optimizer, train_epoch
 
 SENSEALGS = ",".join(METHODS)
 FLOOR_FILE = "floor.json"  # the floor's epoch times per round (it has no run record)

@@ -24,7 +24,7 @@ from nodecli.errors import (
     UsageError,
     os_error_line,
 )
-from nodecli.provenance import set_command_line
+from nodecli.record.provenance import set_command_line
 
 USAGE = """usage: nodecli COMMAND [overrides ...]
 
@@ -41,19 +41,19 @@ commands:
 # The commands are imported when called: report pulls in pandas and matplotlib, train
 # and gradcheck torch; `nodecli --help` or a typo in the command name needs none of them.
 def train_command(args: list[str]) -> int:
-    from nodecli.train_command import train_command as run  # start-up time
+    from nodecli.train.command import train_command as run
 
     return run(args)
 
 
 def sweep_command(args: list[str]) -> int:
-    from nodecli.sweep import sweep_command as run  # start-up time
+    from nodecli.sweep.command import sweep_command as run
 
     return run(args)
 
 
 def report_command(args: list[str]) -> int:
-    from nodecli.report import report_command as run  # start-up time
+    from nodecli.report.command import report_command as run
 
     return run(args)
 
@@ -65,7 +65,7 @@ def gradcheck_command(args: list[str]) -> int:
 
 
 def backends_command(args: list[str]) -> int:
-    from nodecli.backends import backends_command as run  # torch-free, but only when asked
+    from nodecli.backends.command import backends_command as run
 
     return run(args)
 

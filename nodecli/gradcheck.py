@@ -35,18 +35,19 @@ from omegaconf import OmegaConf
 from rich.table import Table
 
 from nodecli.atomic import atomic_write_text
-from nodecli.config import SENSEALGS, Config, all_keys
+from nodecli.config.compose import compose_config
+from nodecli.config.environment import check_environment
+from nodecli.config.schema import SENSEALGS, Config, all_keys
 from nodecli.console import make_console
-from nodecli.data import load_dataset
-from nodecli.device import resolve_device, synchronize
 from nodecli.errors import EXIT_FAILED, ConfigError, raise_usage_errors
-from nodecli.hydra_app import check_environment, compose_config
-from nodecli.memory import measure_step
-from nodecli.model import build_model
+from nodecli.experiment.data import load_dataset
+from nodecli.experiment.device import resolve_device, synchronize
+from nodecli.experiment.memory import measure_step
+from nodecli.experiment.model import build_model
 from nodecli.ode.methods import METHODS, Direct
 from nodecli.ode.solver import SolverError
-from nodecli.resume_rules import check_writable
-from nodecli.train import failure_message, solve_spec
+from nodecli.record.ownership import check_writable
+from nodecli.train.loop import failure_message, solve_spec
 
 console = make_console()
 

@@ -70,4 +70,4 @@ def cpu_unless_cuda_test(request, monkeypatch) -> None:
         if not torch.cuda.is_available():
             pytest.skip("needs CUDA")
         return
-    monkeypatch.setattr("nodecli.device.available_devices", lambda: ["cpu"])
+    monkeypatch.setattr("nodecli.experiment.device.available_devices", lambda: ["cpu"])

@@ -14,14 +14,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nodecli.backends import BACKENDS, MATRIX, check_combination, matrix_markdown
+from nodecli.backends.command import matrix_markdown
+from nodecli.backends.registry import BACKENDS, MATRIX, check_combination, distribution
+from nodecli.config.compose import compose_config
+from nodecli.config.environment import check_backend_installed
+from nodecli.config.tree import conf_dir
 from nodecli.errors import ConfigError
-from nodecli.hydra_app import check_backend_installed, compose_config, conf_dir
-from nodecli.model import build_model
+from nodecli.experiment.model import build_model
 from nodecli.ode.methods import SENSEALGS, method_for
 from nodecli.ode.settings import SolverSettings
 from nodecli.ode.spec import SolveSpec
-from nodecli.provenance import versions
+from nodecli.record.provenance import versions
 
 PEER_COMBINATIONS = [(b, s) for b, support in MATRIX.items() for s in support.sensealgs]
 
@@ -125,9 +128,9 @@ def test_missing_peer_library_is_one_line_naming_the_extra(monkeypatch) -> None:
 
 
 def test_record_versions_name_the_backend_library() -> None:
-    assert "torchdyn" in versions("torchdyn")
-    assert "torchode" in versions("torchode")
-    assert "torchdyn" not in versions("nodecli")
+    assert "torchdyn" in versions(distribution("torchdyn"))
+    assert "torchode" in versions(distribution("torchode"))
+    assert "torchdyn" not in versions(distribution("nodecli"))
 
 
 def _gradient(backend: str, sensealg: str, style: str = "module", tol: float = 1e-9):
@@ -230,7 +233,7 @@ def test_backends_command_lists_the_matrix(cli) -> None:
 
 def test_repeated_bundled_digits_reach_mnist_size() -> None:
     """dataset=mnist_bundled_repeated (benchmark scale): 60 000 digits, 12 copies of each."""
-    from nodecli.data import dataset_size, load_dataset
+    from nodecli.experiment.data import dataset_size, load_dataset
 
     cfg = compose_config(["dataset=mnist_bundled_repeated", "data.n=null"])
     assert dataset_size(cfg.dataset.name) == 60_000

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import TINY, run_dirs
 
-from nodecli.runs import METRIC_COLUMNS
+from nodecli.record.layout import METRIC_COLUMNS
 
 
 @pytest.mark.parametrize("sensealg", ["adjoint", "checkpoint", "interpolating", "gauss"])

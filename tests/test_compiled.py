@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from conftest import run_dirs
 
-from nodecli.model import build_model
+from nodecli.experiment.model import build_model
 from nodecli.ode.compiled import CompiledStep
 from nodecli.ode.solver import integrate
 from nodecli.ode.spec import SolveSpec

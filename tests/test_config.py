@@ -7,9 +7,11 @@ from dataclasses import fields
 
 import pytest
 
-from nodecli.config import SOLVERS, Config, group_options
+from nodecli.config.compose import compose_config
+from nodecli.config.messages import group_options
+from nodecli.config.schema import SOLVERS, Config
+from nodecli.config.tree import conf_dir
 from nodecli.errors import ConfigError
-from nodecli.hydra_app import compose_config, conf_dir
 from nodecli.ode.methods import METHODS, SENSEALGS, Direct, GradientMethod
 from nodecli.ode.settings import SolverSettings
 from nodecli.ode.tableaus import TABLEAUS

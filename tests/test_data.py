@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from nodecli.data import (
+from nodecli.experiment.data import (
     MNIST_FILES,
     DatasetError,
     dataset_size,

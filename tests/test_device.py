@@ -14,14 +14,15 @@ import pytest
 import torch
 from conftest import TINY, run_dirs
 
-from nodecli import device as devices
-from nodecli.config import LAYER_STYLES
+from nodecli.config.compose import compose_config
+from nodecli.config.schema import LAYER_STYLES
 from nodecli.errors import ConfigError
-from nodecli.hydra_app import compose_config
+from nodecli.experiment import device as devices
 from nodecli.ode.methods import METHODS
-from nodecli.ownership import claim_folder, release_folder
-from nodecli.resume import save_training_state
-from nodecli.train import make_optimizer, run_experiment
+from nodecli.record.checkpoint import save_training_state
+from nodecli.record.ownership import claim_folder, release_folder
+from nodecli.train import auto_device
+from nodecli.train.loop import make_optimizer, run_experiment
 
 TIME_COLUMNS = ["train_time_s", "compile_time_s"]
 
@@ -53,7 +54,7 @@ def test_auto_measures_records_and_leaves_the_numbers_alone(tmp_path, monkeypatc
     """With two devices auto times both (here two names for the CPU), records the times,
     and the run's numbers equal a device=cpu run: the measuring model is built under a
     forked RNG, so the run's own initialisation is untouched."""
-    devices._AUTO_CHOICES.clear()
+    auto_device._AUTO_CHOICES.clear()
     plain = tmp_path / "plain"
     run_experiment(compose_config([*TINY, "device=cpu"]), plain, [])
     monkeypatch.setattr(devices, "available_devices", lambda: ["cpu", "cpu:0"])
@@ -85,7 +86,7 @@ def test_a_run_resumed_on_another_device_records_it(tmp_path, monkeypatch, capsy
 def test_resume_may_change_the_device(tmp_path: Path) -> None:
     from test_plumbing import write_record
 
-    from nodecli.resume_rules import resume_overrides
+    from nodecli.train.resume import resume_overrides
 
     run_dir = tmp_path / "run"
     write_record(run_dir, 2, ["device=cpu"])
@@ -223,8 +224,8 @@ def test_a_solver_error_in_a_backward_solve_on_cuda_is_one_line(tmp_path) -> Non
 @pytest.mark.cuda
 @pytest.mark.parametrize("sensealg", list(METHODS))
 def test_cpu_and_cuda_gradients_agree(sensealg) -> None:
-    from nodecli.model import build_model
-    from nodecli.train import solve_spec
+    from nodecli.experiment.model import build_model
+    from nodecli.train.loop import solve_spec
 
     cfg = compose_config([f"sensealg={sensealg}", "solver.rtol=1e-6", "solver.atol=1e-6"])
     x = torch.randn(64, 1, 28, 28, generator=torch.Generator().manual_seed(0))
@@ -244,7 +245,7 @@ def test_a_stored_config_lets_resume_change_the_device(tmp_path: Path) -> None:
     config, so `resume=… device=cpu` (which README allows) was refused."""
     from test_plumbing import write_record
 
-    from nodecli.resume_rules import check_resumable
+    from nodecli.train.resume import check_resumable
 
     run_dir = tmp_path / "run"
     write_record(run_dir, 2, [*TINY[1:], "train.epochs=2", "device=auto"])

@@ -21,7 +21,7 @@ import torch
 from conftest import TINY, cpu_env, nodecli_command, run_cli
 from test_plumbing import DAMAGE, DEAD_PID, snapshot, write_record
 
-from nodecli.runs import read_metrics, read_run_json
+from nodecli.record.read import read_metrics, read_run_json
 
 pytestmark = pytest.mark.slow
 

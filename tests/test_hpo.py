@@ -12,8 +12,8 @@ import pytest
 from conftest import TINY
 
 from nodecli.errors import ConfigError
-from nodecli.hpo import best_trial, objective_value, plan_search, probe_jobs, trial_result
-from nodecli.sweep_plan import plan_sweep, validate_jobs
+from nodecli.sweep.plan import plan_sweep, validate_jobs
+from nodecli.sweep.search import best_trial, objective_value, plan_search, probe_jobs, trial_result
 
 pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
 

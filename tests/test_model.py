@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nodecli.model import build_model
+from nodecli.experiment.model import build_model
 from nodecli.ode.methods import method_for
 from nodecli.ode.settings import SolverSettings
 from nodecli.ode.spec import SolveSpec
@@ -73,7 +73,7 @@ def test_nfe_counts_forward_and_backward() -> None:
 def test_accuracy_evaluates_without_recording_a_graph() -> None:
     """Evaluation needs no autograd graph: recording one made every epoch's two accuracy
     solves slower and hold memory for nothing."""
-    from nodecli.train import accuracy
+    from nodecli.train.loop import accuracy
 
     model = build_model("module", SolveSpec())
     grad_enabled = []

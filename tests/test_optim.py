@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from nodecli.optim import Adam
+from nodecli.experiment.optim import Adam
 
 
 def _params(seed: int = 0) -> list[torch.Tensor]:

@@ -89,7 +89,7 @@ def test_wheel_ships_conf_and_runs_from_elsewhere(tmp_path: Path) -> None:
     assert swept.returncode == 0, swept.stdout + swept.stderr
     assert "all 2 job(s) completed" in swept.stdout
     located = subprocess.run(
-        [str(py), "-c", "import nodecli.hydra_app as h; print(h.conf_dir())"],
+        [str(py), "-c", "import nodecli.config.tree as h; print(h.conf_dir())"],
         cwd=elsewhere,
         env=clean,
         capture_output=True,

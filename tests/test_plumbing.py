@@ -19,20 +19,21 @@ from conftest import TINY
 from omegaconf import OmegaConf
 
 from nodecli.atomic import atomic_write_text
+from nodecli.config.compose import compose_config
 from nodecli.errors import ConfigError
-from nodecli.hydra_app import compose_config
-from nodecli.model import build_model
-from nodecli.ownership import CLAIM_FILE, ClaimError, ClaimLost, claim_folder, release_folder
-from nodecli.resume import save_training_state
-from nodecli.resume_rules import (
+from nodecli.experiment.model import build_model
+from nodecli.record.checkpoint import save_training_state
+from nodecli.record.ownership import CLAIM_FILE, ClaimError, ClaimLost, claim_folder, release_folder
+from nodecli.record.read import run_state
+from nodecli.record.run import RunRecord
+from nodecli.sweep.plan import expand_jobs, plan_sweep
+from nodecli.train.loop import make_optimizer, solve_spec
+from nodecli.train.resume import (
     check_new_run_dir,
     check_resumable,
     resume_overrides,
     validate_record,
 )
-from nodecli.runs import RunRecord, run_state
-from nodecli.sweep_plan import expand_jobs, plan_sweep
-from nodecli.train import make_optimizer, solve_spec
 
 DEAD_PID = 2**22 + 12345  # above Linux's largest pid: never a live process
 
@@ -350,7 +351,7 @@ def test_a_start_killed_before_its_first_record_write_can_start_again(tmp_path: 
 
 
 def test_resume_deletes_a_stored_hydra_addition_and_keeps_the_rest() -> None:
-    from nodecli.sweep_plan import merge_hydra_overrides
+    from nodecli.sweep.plan import merge_hydra_overrides
 
     stored = ["+hydra.job.env_set.FOO=1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
     merged = merge_hydra_overrides(stored, ["~hydra.job.env_set.FOO"], "resume")
@@ -360,7 +361,7 @@ def test_resume_deletes_a_stored_hydra_addition_and_keeps_the_rest() -> None:
 
 
 def test_an_ordinary_run_below_a_multirun_yaml_is_not_a_sweep_job(tmp_path: Path) -> None:
-    from nodecli.resume_rules import sweep_of
+    from nodecli.train.resume import sweep_of
 
     (tmp_path / "multirun.yaml").write_text("{}\n")
     run = tmp_path / "runs" / "r1"
@@ -441,7 +442,7 @@ def test_plan_splits_job_hydra_and_resume_parts(tmp_path: Path) -> None:
 
 
 def test_job_folder_names_are_one_valid_file_name_each() -> None:
-    from nodecli.hydra_app import MAX_NAME_BYTES, job_dir_name
+    from nodecli.config.tree import MAX_NAME_BYTES, job_dir_name
 
     assert job_dir_name(3, "seed=1,sensealg=adjoint") == "3_seed=1,sensealg=adjoint"  # Hydra's
     assert job_dir_name(0, "") == "0_"
@@ -627,7 +628,7 @@ def test_path_hints_paste_back_into_the_shell_and_hydra(path: str) -> None:
     """What the shell hands nodecli after the user pastes a hint is read by Hydra as PATH."""
     import shlex
 
-    from nodecli.hydra_app import override_value, parse_overrides, shell_override
+    from nodecli.config.overrides import override_value, parse_overrides, shell_override
 
     (word,) = shlex.split(shell_override("resume", path))
     assert override_value(word) == path
@@ -657,8 +658,8 @@ def test_an_unquoted_path_hydra_cannot_read_is_one_line_saying_how_to_quote(
 
 def stop_at_first_epoch(monkeypatch) -> None:
     """Training stops as on Ctrl-C, before its first epoch."""
-    from nodecli import train
     from nodecli.signals import StopRequested
+    from nodecli.train import loop as train
 
     def stop(*args, **kwargs):
         raise StopRequested(2)
@@ -744,8 +745,8 @@ def test_submitit_time_limit_signal_closes_the_record_before_its_handler_runs(
     The run now stops at the batch boundary, records `interrupted`, then runs it."""
     import signal
 
-    from nodecli.runs import read_run_json
-    from nodecli.train import Trackers, run_experiment
+    from nodecli.record.read import read_run_json
+    from nodecli.train.loop import Trackers, run_experiment
 
     calls: list[str] = []
 
@@ -790,7 +791,7 @@ def test_a_hydra_folder_holding_other_files_is_not_a_killed_start(tmp_path: Path
 
 
 def test_run_and_sweep_folders_resolve_as_hydra_resolves_them() -> None:
-    from nodecli.hydra_app import resolve_hydra_dir
+    from nodecli.config.compose import resolve_hydra_dir
 
     got = resolve_hydra_dir("hydra.run.dir", ["seed=3", "hydra.run.dir=runs/s_${seed}"])
     assert got == "runs/s_3"

@@ -14,11 +14,11 @@ import pytest
 import torch
 from conftest import TINY, cpu_env, nodecli_command, run_dirs
 
-from nodecli.data import DataSplit
-from nodecli.model import build_model
+from nodecli.experiment.data import DataSplit
+from nodecli.experiment.model import build_model
 from nodecli.ode.sensitivity import SolveSpec
-from nodecli.ownership import claim_folder, release_folder
-from nodecli.train import TrainingError, train_epoch
+from nodecli.record.ownership import claim_folder, release_folder
+from nodecli.train.loop import TrainingError, train_epoch
 
 SAME = ["epoch", "train_loss", "train_acc", "test_acc", "nfe_forward", "nfe_backward"]
 
@@ -167,7 +167,7 @@ def test_hard_kill_leaves_a_running_record_that_resumes(cli, tmp_path: Path) -> 
 )
 def test_resume_of_something_that_is_not_a_run(tmp_path, make_target, expected) -> None:
     from nodecli.errors import ConfigError
-    from nodecli.resume_rules import resume_overrides
+    from nodecli.train.resume import resume_overrides
 
     with pytest.raises(ConfigError, match=expected) as info:
         resume_overrides(str(make_target(tmp_path)), [])
@@ -197,7 +197,7 @@ def test_new_run_never_overwrites_an_existing_record(cli, tmp_path: Path) -> Non
 
 
 def test_resume_loads_checkpoints_weights_only(tmp_path: Path, monkeypatch) -> None:
-    from nodecli import resume
+    from nodecli.record import checkpoint as resume
 
     seen = {}
     real_load = torch.load
@@ -227,7 +227,7 @@ def test_resume_loads_checkpoints_weights_only(tmp_path: Path, monkeypatch) -> N
 def test_run_and_sweep_paths_survive_hydras_override_grammar(path: str) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from nodecli.hydra_app import quote_override_value
+    from nodecli.config.overrides import quote_override_value
 
     parsed = OverridesParser.create().parse_override(f"resume={quote_override_value(path)}")
     assert parsed.value() == path
@@ -264,7 +264,7 @@ def test_a_misshapen_run_json_field_is_refused_before_resume_writes(
 ) -> None:
     """resume failed half-way on these (AttributeError, KeyError) after rewriting
     .hydra/overrides.yaml; the record said `completed` with the new epoch count."""
-    from nodecli.runs import read_run_json
+    from nodecli.record.read import read_run_json
 
     (tmp_path / "run.json").write_text(json.dumps({"status": "completed", field: value}))
     with pytest.raises(ValueError, match=re.escape(message)):

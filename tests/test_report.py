@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from nodecli import cli
-from nodecli.report import load_runs, summarize
+from nodecli.report.command import load_runs, summarize
 
 COLUMNS = (
     "epoch,train_time_s,train_loss,train_acc,test_acc,nfe_forward,nfe_backward,peak_memory_bytes"
@@ -524,9 +524,9 @@ def test_the_figure_is_written_before_a_closed_pipe_stops_the_tables(
     def closed_pipe(summary) -> None:
         raise BrokenPipeError
 
-    from nodecli.report import report_command
+    from nodecli.report.command import report_command
 
-    monkeypatch.setattr("nodecli.report.render_rich", closed_pipe)
+    monkeypatch.setattr("nodecli.report.command.render_rich", closed_pipe)
     with pytest.raises(BrokenPipeError):  # cli.main turns it into a quiet exit 141
         report_command([str(tmp_path), "--plot", str(tmp_path / "f.png")])
     assert (tmp_path / "f.png").stat().st_size > 0
@@ -536,7 +536,7 @@ def test_the_figure_uses_the_tables_memory_unit(tmp_path: Path) -> None:
     """Above 100 MiB the table says MiB; the figure kept KiB with a 1e6 axis offset."""
     import matplotlib.pyplot as plt
 
-    from nodecli.render_plot import build_figure
+    from nodecli.report.plot import build_figure
 
     three_by_two(tmp_path)
     for run in tmp_path.iterdir():

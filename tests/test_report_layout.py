@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from nodecli import cli
-from nodecli.render_plot import build_figure
-from nodecli.render_table import latex_escape
-from nodecli.summary import NO_EPOCH, load_runs, summarize
+from nodecli.report.aggregate import NO_EPOCH, load_runs, summarize
+from nodecli.report.plot import build_figure
+from nodecli.report.table import latex_escape
 
 SENSEALGS = ("direct", "adjoint", "checkpoint", "interpolating", "gauss")
 # Per-method options exist only for the methods that use them (as in conf/sensealg).
@@ -452,7 +452,7 @@ def test_a_very_narrow_terminal_gets_the_minimum_width(
     tmp_path: Path, capsys, monkeypatch, columns: str
 ) -> None:
     """Below MIN_WIDTH every cell would wrap a character or two per line (or be cut)."""
-    from nodecli.render_table import MIN_WIDTH
+    from nodecli.report.table import MIN_WIDTH
 
     write_groups(tmp_path, 5)
     monkeypatch.setenv("COLUMNS", columns)

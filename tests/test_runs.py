@@ -11,13 +11,9 @@ import pandas as pd
 import pytest
 
 from nodecli.atomic import atomic_write_text
-from nodecli.runs import (
-    METRIC_COLUMNS,
-    RunRecord,
-    read_metrics,
-    read_metrics_rows,
-    read_run_json,
-)
+from nodecli.record.layout import METRIC_COLUMNS
+from nodecli.record.read import read_metrics, read_metrics_rows, read_run_json
+from nodecli.record.run import RunRecord
 
 
 def row(epoch: int) -> dict:

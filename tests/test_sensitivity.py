@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nodecli.memory import measure_step, saved_for_backward
-from nodecli.model import build_model
+from nodecli.experiment.memory import measure_step, saved_for_backward
+from nodecli.experiment.model import build_model
 from nodecli.ode.methods import SENSEALGS, Adjoint, method_for
 from nodecli.ode.sensitivity import IMPLEMENTATIONS, CountingField, solve
 from nodecli.ode.settings import SolverSettings

@@ -233,7 +233,7 @@ def test_long_overrides_and_path_values_get_one_folder_name_each(
     """Over 255 bytes ("File name too long") the name is cut and ends in a hash; a `/` in
     a value would nest folders. Both sweeps run, and resume finds the same folders."""
     from nodecli import cli
-    from nodecli.hydra_app import MAX_NAME_BYTES
+    from nodecli.config.tree import MAX_NAME_BYTES
 
     monkeypatch.chdir(tmp_path)
     long = "0.00100000000000000000001"
@@ -398,8 +398,8 @@ def test_sweep_summary_keeps_statuses_and_numbers_whole_beside_a_long_override(
     `[bold]x` in an override was read as rich markup."""
     from rich.console import Console
 
-    from nodecli.sweep_plan import SweepPlan
-    from nodecli.sweep_summary import JobResult, job_errors, summary_table
+    from nodecli.sweep.plan import SweepPlan
+    from nodecli.sweep.table import JobResult, job_errors, summary_table
 
     long = "dataset.root='" + "L" * 150 + "'"
     jobs = [["dataset.root='a'", "seed=0"], [long, "seed=1"], ["dataset.root='[bold]x'", "seed=2"]]
@@ -421,7 +421,7 @@ def test_sweep_summary_keeps_statuses_and_numbers_whole_beside_a_long_override(
 def test_a_completed_job_with_truncated_metrics_is_not_skipped(tmp_path: Path) -> None:
     """sweep.resume skipped it as completed (49 of 150 epochs) while report skipped it as
     damaged; now it is moved to attempts/ and trained again, like an unreadable one."""
-    from nodecli.sweep_job import record_status
+    from nodecli.sweep.job import record_status
 
     header = "epoch,train_time_s,train_loss,train_acc,test_acc,nfe_forward,nfe_backward\n"
     row = "{},0.1,0.5,50.0,50.0,14,13\n"

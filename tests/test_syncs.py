@@ -13,12 +13,12 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from nodecli.data import load_dataset
-from nodecli.model import build_model
+from nodecli.experiment.data import load_dataset
+from nodecli.experiment.model import build_model
 from nodecli.ode.methods import method_for
 from nodecli.ode.settings import SolverSettings
 from nodecli.ode.spec import SolveSpec
-from nodecli.train import make_optimizer, train_epoch
+from nodecli.train.loop import make_optimizer, train_epoch
 
 BATCH = 128
 READS = ("item", "tolist", "__float__", "__int__", "__bool__", "__index__")

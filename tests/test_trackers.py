@@ -9,14 +9,14 @@ import pytest
 from conftest import run_dirs
 
 from nodecli.errors import ConfigError
-from nodecli.runs import flatten
-from nodecli.trackers import (
+from nodecli.experiment.trackers import (
     LoggerConfig,
     MLflowConfig,
     TensorBoardConfig,
     Trackers,
     check_trackers,
 )
+from nodecli.record.read import flatten
 
 ROWS = [
     {
@@ -129,13 +129,15 @@ def test_mlflow_creating_its_store_prints_no_info_lines(tmp_path: Path, capfd) -
 def test_long_tracker_errors_are_cut_at_a_word_with_nothing_left_open(
     text: str, expected: str
 ) -> None:
-    from nodecli.trackers import shorten
+    from nodecli.experiment.trackers import shorten
 
     assert shorten(text) == expected
 
 
 def test_missing_client_is_one_line_naming_the_extra(monkeypatch) -> None:
-    monkeypatch.setattr("nodecli.trackers._installed", lambda module: module != "tensorboard")
+    monkeypatch.setattr(
+        "nodecli.experiment.trackers._installed", lambda module: module != "tensorboard"
+    )
     with pytest.raises(
         ConfigError, match=r"logger=tensorboard needs tensorboard.*nodecli\[trackers\]"
     ):
@@ -226,7 +228,7 @@ def test_parallel_jobs_creating_one_sqlite_store_each_get_their_run(tmp_path: Pa
     uri = f"sqlite:///{tmp_path}/outputs/mlflow.db"
     code = (
         "import sys; from pathlib import Path\n"
-        "from nodecli.trackers import LoggerConfig, MLflowConfig, Trackers\n"
+        "from nodecli.experiment.trackers import LoggerConfig, MLflowConfig, Trackers\n"
         f"cfg = LoggerConfig(mlflow=MLflowConfig(tracking_uri={uri!r}))\n"
         "t = Trackers(cfg, Path(sys.argv[1]), {'seed': 0})\n"
         "t.log_epoch({'epoch': 1, 'test_acc': 50.0}); t.finish('completed')\n"

@@ -2,10 +2,10 @@
 
 Hydra's BasicSweeper composes every job once to validate the batch, and its launcher
 composes each job again to run it. `nodecli sweep` has already composed and validated
-every job (nodecli.sweep_plan.validate_jobs: the same overrides, checked further, before
+every job (nodecli.sweep.plan.validate_jobs: the same overrides, checked further, before
 anything is written), so this sweeper is the BasicSweeper without that second
 composition: ~65 ms a job. Hydra loads sweepers only from the `hydra_plugins` package;
-nodecli.config.register_schema registers this one as `hydra/sweeper=nodecli` (in the
+nodecli.config.schema.register_schema registers this one as `hydra/sweeper=nodecli` (in the
 ConfigStore, as Hydra's plugin scan may not see an editable install's `hydra_plugins`).
 """
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from nodecli.backends import MATRIX
+from nodecli.backends.registry import MATRIX
 from nodecli.ode.counting import CountingField
 from nodecli.ode.errors import SolverError
 from nodecli.ode.spec import SolveSpec

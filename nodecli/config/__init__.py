@@ -1,0 +1,1 @@
+"""config family (package face kept import-free for start-up time)."""

@@ -1,0 +1,107 @@
+"""Hydra plumbing every command shares: conf/ location, compose + validate, running a
+task under Hydra's own main, override quoting, the environment checks and Hydra's
+argument parser.
+
+It sits just above config.py: commands (train, sweep, gradcheck) import it, it imports
+no command, so the plumbing cannot pull a command in (issue 9's import cycle).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import functools
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:
+    pass
+
+from nodecli.config.messages import explain_compose_error
+from nodecli.config.overrides import (
+    parse_overrides,
+    refuse_chdir,
+    refuse_deletions,
+    refuse_group_lists,
+    refuse_mode,
+    unquoted_value_hint,
+    unselected_tracker_key,
+)
+from nodecli.config.schema import Config, all_keys, register_schema, unknown_keys, validate
+from nodecli.config.tree import conf_dir, register_resolvers
+from nodecli.errors import ConfigError
+from nodecli.experiment.trackers import check_trackers
+
+
+@contextlib.contextmanager
+def composing() -> Iterator[Callable[..., DictConfig]]:
+    """Hydra's compose API on conf/ (with nodecli's schema and resolvers) for the block:
+    yields `compose(overrides=…, return_hydra_config=…)`. Hydra's global state
+    (GlobalHydra, HydraConfig) is as before once the block ends, also inside a job."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+
+    register_schema()
+    register_resolvers()
+    GlobalHydra.instance().clear()
+    previous = HydraConfig.instance().cfg
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            yield functools.partial(compose, config_name="config")
+    finally:
+        HydraConfig.instance().cfg = previous  # type: ignore[assignment]
+        GlobalHydra.instance().clear()
+
+
+def compose_config(overrides: list[str]) -> Config:
+    """Compose conf/ with OVERRIDES and validate it; raise ConfigError with one line."""
+    parsed = list(zip(overrides, parse_overrides(overrides), strict=True))  # parsed once
+    refuse_group_lists(parsed)
+    refuse_deletions(parsed)
+    refuse_chdir(parsed)
+    refuse_mode(parsed)
+    try:
+        with composing() as compose:
+            cfg = compose(overrides=overrides)
+        extra = unknown_keys(cfg)
+        if extra:
+            close = difflib.get_close_matches(extra[0], all_keys(), n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"unknown config key '{extra[0]}'{hint} (nodecli train --help lists every key)"
+            )
+        config = OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except Exception as exc:  # Hydra/OmegaConf raise many types; all are bad input here
+        raise ConfigError(
+            unselected_tracker_key(overrides)
+            or unquoted_value_hint(exc, overrides)
+            or explain_compose_error(exc, conf_dir())
+        ) from exc
+    assert isinstance(config, Config)
+    validate(config)
+    check_trackers(config.logger)
+    return config
+
+
+def resolve_hydra_dir(key: str, overrides: list[str]) -> str:
+    """KEY (hydra.run.dir or hydra.sweep.dir) as Hydra would resolve it under OVERRIDES
+    (`runs/seed_${seed}`, `${now:%Y-%m-%d}`, `${oc.env:HOME}`). The caller claims and
+    checks this folder and hands it to Hydra as given, so both mean the same one: a
+    folder checked under its unresolved name let a second run write over a record."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        with composing() as compose:
+            cfg = compose(overrides=overrides, return_hydra_config=True)
+            HydraConfig.instance().set_config(cfg)  # for ${hydra:…}
+            value = OmegaConf.select(cfg, key, throw_on_resolution_failure=True)
+    except Exception as exc:  # noqa: BLE001 - any resolver or Hydra error: bad input
+        raise ConfigError(f"{key}: cannot resolve it ({str(exc).splitlines()[0]})") from exc
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{key} resolves to {value!r}, not a folder name")
+    return value

@@ -1,0 +1,1 @@
+"""experiment family (package face kept import-free for start-up time)."""

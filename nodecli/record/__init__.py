@@ -1,0 +1,1 @@
+"""record family (package face kept import-free for start-up time)."""

@@ -1,0 +1,1 @@
+"""report family (package face kept import-free for start-up time)."""

@@ -1,0 +1,1 @@
+"""sweep family (package face kept import-free for start-up time)."""

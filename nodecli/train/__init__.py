@@ -1,0 +1,1 @@
+"""train family (package face kept import-free for start-up time)."""

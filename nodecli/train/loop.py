@@ -1,0 +1,412 @@
+"""The epoch loop: Adam on cross-entropy, per-epoch timing, accuracy and NFE counters.
+
+`run_experiment` turns a validated config into a finished run record; it never raises
+for a failed run: the record says what happened and the return value is the exit code.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from torch import Tensor
+
+from nodecli.backends.registry import distribution
+from nodecli.config.overrides import shell_override
+from nodecli.config.schema import Config
+from nodecli.console import make_console
+from nodecli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, os_error_line
+from nodecli.experiment.data import DataSplit, load_dataset, shuffled_batches
+from nodecli.experiment.device import synchronize
+from nodecli.experiment.memory import MemoryProbe
+from nodecli.experiment.model import NeuralODEClassifier, build_model
+from nodecli.experiment.optim import Adam
+from nodecli.experiment.trackers import Trackers
+from nodecli.ode.solver import SolverError
+from nodecli.ode.spec import SolveSpec
+from nodecli.record.checkpoint import ResumeError, load_training_state, save_training_state
+from nodecli.record.layout import CHECKPOINT_FILE
+from nodecli.record.ownership import ClaimLost
+from nodecli.record.read import flatten
+from nodecli.record.run import RunRecord
+from nodecli.signals import GracefulStop, StopRequested
+from nodecli.train.auto_device import choose_device
+
+console = make_console()
+err_console = make_console(stderr=True)
+
+
+class TrainingError(RuntimeError):
+    """The run cannot go on (for example the loss is no longer finite)."""
+
+
+@dataclass
+class EpochResult:
+    epoch: int
+    train_time_s: float
+    train_loss: float
+    train_acc: float
+    test_acc: float
+    nfe_forward: int
+    nfe_backward: int
+    hold_memory_bytes: float
+    peak_memory_bytes: float
+    compile_time_s: float = 0.0  # layer_style=compiled: the part of train_time_s compiling
+
+    def as_row(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def solve_spec(cfg: Config) -> SolveSpec:
+    """The ODE block's solve: the config's own solver and gradient-method objects."""
+    return SolveSpec(solver=cfg.solver, sensealg=cfg.sensealg)
+
+
+def model_for(cfg: Config, style: str | None = None) -> NeuralODEClassifier:
+    """The classifier CFG describes (STYLE replaces its layer style), initialised from the
+    global RNG like `build_model`: seed it first for reproducible weights."""
+    return build_model(
+        style or cfg.layer_style.name,
+        solve_spec(cfg),
+        cfg.model.latent,
+        cfg.model.hidden,
+        cfg.model.t1,
+        backend=cfg.backend.name,
+    )
+
+
+@torch.no_grad()
+def accuracy(model: NeuralODEClassifier, x: Tensor, y: Tensor, chunk: int = 8192) -> float:
+    """Percentage of correct predictions, evaluated in large chunks (one solve per chunk)."""
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=y.device)
+    for xs, ys in zip(x.split(chunk), y.split(chunk), strict=False):
+        correct += (model(xs).argmax(dim=1) == ys).sum()
+    model.train()
+    return 100.0 * correct.item() / len(y)
+
+
+def format_epoch_line(epoch: int, epochs: int, r: EpochResult) -> str:
+    """The reference tutorial's exact per-epoch line."""
+    return (
+        f"[{epoch}/{epochs}]\tTime {r.train_time_s:.4f}s\t"
+        f"Training Accuracy: {r.train_acc:.5f}%\tTest Accuracy: {r.test_acc:.5f}%"
+    )
+
+
+def make_optimizer(model: torch.nn.Module, lr: float) -> Adam:
+    """The training optimiser: Adam with the reference's defaults (see nodecli.experiment.optim)."""
+    return Adam(model.parameters(), lr=lr)
+
+
+def train_epoch(
+    model: NeuralODEClassifier,
+    optimizer: Adam | torch.optim.Optimizer,
+    data: DataSplit,
+    batch_size: int,
+    generator: torch.Generator,
+    epoch: int,
+    device: torch.device,
+    on_batch: Callable[[], None] = lambda: None,
+) -> tuple[float, float, int, int]:
+    """One pass over the shuffled training set; returns (time, mean loss, NFE fwd, NFE bwd)."""
+    ode = model.ode
+    nfe_forward = nfe_backward = 0
+    # Losses stay on the device and are read once, at the end of the epoch: a per-batch
+    # read would wait for the device every batch. A non-finite loss makes the next
+    # batch's solve fail (its initial state is no longer finite) or reaches the epoch's
+    # end; either way `_check_losses` then names the first bad batch, as a per-batch
+    # check would have.
+    losses: list[Tensor] = []
+    sizes: list[int] = []
+    synchronize(device)
+    start = time.perf_counter()
+    for xb, yb in shuffled_batches(data.x_train, data.y_train, batch_size, generator):
+        before = ode.nfe
+        try:
+            loss = F.cross_entropy(model(xb), yb)
+            after_forward = ode.nfe
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+        except Exception:
+            _check_losses(losses, epoch)  # an earlier divergence is the real cause
+            raise
+        optimizer.step()
+        losses.append(loss.detach())
+        sizes.append(len(yb))
+        nfe_forward += after_forward - before
+        nfe_backward += ode.nfe - after_forward
+        on_batch()
+    values = _check_losses(losses, epoch)
+    loss_sum = 0.0
+    for value, size in zip(values, sizes, strict=True):
+        loss_sum += value * size
+    synchronize(device)
+    elapsed = time.perf_counter() - start
+    return elapsed, loss_sum / len(data.y_train), nfe_forward, nfe_backward
+
+
+def _check_losses(losses: list[Tensor], epoch: int) -> list[float]:
+    """The batch losses as floats (one host read); TrainingError at the first non-finite."""
+    values = torch.stack(losses).tolist() if losses else []
+    for batch, value in enumerate(values, start=1):
+        if not math.isfinite(value):
+            raise TrainingError(f"loss became {value} at epoch {epoch}, batch {batch}")
+    return values
+
+
+def compile_model(model: NeuralODEClassifier, batch_size: int, device: torch.device) -> float:
+    """Compile what layer_style=compiled compiles (forward and backward); seconds, else 0.
+
+    Done before the first epoch, whose time then includes it, so that the compile cost is
+    both honest (in epoch 1, as the reference's) and reported separately.
+    """
+    synchronize(device)
+    seconds = model.ode.warm_up(batch_size)
+    synchronize(device)
+    return seconds
+
+
+def epochs_table(results: list[EpochResult]) -> Table:
+    table = Table(title="nodecli: per-epoch results")
+    for name in (
+        "epoch",
+        "time (s)",
+        "loss",
+        "train acc (%)",
+        "test acc (%)",
+        "NFE fwd",
+        "NFE bwd",
+        "held (KiB)",
+        "peak (KiB)",
+    ):
+        table.add_column(name, justify="right")
+    for r in results:
+        table.add_row(
+            str(r.epoch),
+            f"{r.train_time_s:.4f}",
+            f"{r.train_loss:.4f}",
+            f"{r.train_acc:.2f}",
+            f"{r.test_acc:.2f}",
+            str(r.nfe_forward),
+            str(r.nfe_backward),
+            f"{r.hold_memory_bytes / 1024:.1f}",
+            "n/a" if math.isnan(r.peak_memory_bytes) else f"{r.peak_memory_bytes / 1024:.1f}",
+        )
+    return table
+
+
+def _training_step(cfg: Config) -> Callable[[torch.device], Callable[[], None]]:
+    """MAKE_STEP for device.fastest: one forward + backward of this experiment's model on
+    its first training batch. The model is built under a forked RNG, so the run's own
+    initialisation is unchanged; compiled style is timed eagerly (functional), since
+    compiling once per candidate device would cost more than the choice saves."""
+    data = load_dataset(cfg.dataset.name, cfg.data.n, cfg.data.split, cfg.seed, cfg.dataset.root)
+    xb, yb = data.x_train[: cfg.train.batch_size], data.y_train[: cfg.train.batch_size]
+    style = "functional" if cfg.layer_style.name == "compiled" else cfg.layer_style.name
+
+    def make(device: torch.device) -> Callable[[], None]:
+        with torch.random.fork_rng(devices=[]):
+            model = model_for(cfg, style).to(device)
+        x, y = xb.to(device), yb.to(device)
+
+        def step() -> None:
+            model.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+
+        return step
+
+    return make
+
+
+def run_experiment(
+    cfg: Config, run_dir: Path, overrides: list[str], resume_hint: str | None = None
+) -> int:
+    """Train the configured experiment into RUN_DIR; return the process exit code.
+
+    Whatever happens, the record ends with a status: completed (0), failed (1) or
+    interrupted (128 + signal: 130 for Ctrl-C, 143 for SIGTERM). RESUME_HINT is the
+    command that continues an interrupted run (a sweep job's is its sweep's resume).
+    """
+    if cfg.device.threads is not None:
+        torch.set_num_threads(cfg.device.threads)
+    device, step_seconds = choose_device(cfg, lambda: _training_step(cfg))
+    record = RunRecord(Path(run_dir))
+    record.start(
+        str(device),
+        torch.get_num_threads(),
+        overrides,
+        resumed=cfg.resume is not None,
+        backend=cfg.backend.name,
+        backend_distribution=distribution(cfg.backend.name),
+        device_step_s=step_seconds,
+    )
+    moved = record.info.get("devices", [])
+    if len(moved) > 1:
+        earlier = ", ".join(f"{d['device']} from epoch {d['from_epoch']}" for d in moved[:-1])
+        err_console.print(
+            f"[yellow]note:[/yellow] this run continues on {device}; it ran on {earlier} "
+            "(recorded in run.json `devices`; numbers may differ slightly between devices)"
+        )
+    trackers = Trackers(cfg.logger, record.run_dir, flatten(asdict(cfg)))
+    try:
+        hint = resume_hint or f"nodecli train {shell_override('resume', str(run_dir))}"
+        return _run(cfg, device, record, trackers.log_epoch, hint)
+    finally:
+        trackers.finish(str(record.info.get("status")))
+
+
+def _run(
+    cfg: Config,
+    device: torch.device,
+    record: RunRecord,
+    on_epoch: Callable[[dict], None],
+    resume_hint: str,
+) -> int:
+    """run_experiment's body: train, then close the record with the right status."""
+    run_dir = record.run_dir
+    with GracefulStop() as stopper:
+        try:
+            results = _train(cfg, device, record, stopper, on_epoch)
+        except StopRequested as stop:
+            done = record.info["epochs_completed"]
+            record.finish("interrupted", error=f"{stop} after {done} finished epoch(s)")
+            if stop.signum in stopper.deferred:  # e.g. submitit's requeue at the time limit
+                err_console.print(
+                    f"[yellow]run interrupted[/yellow] ({stop}) after epoch {done}; "
+                    "its signal handler (the launcher's requeue) takes over"
+                )
+            else:
+                err_console.print(
+                    f"[yellow]run interrupted[/yellow] ({stop}); resume with:\n"
+                    f"  {escape(resume_hint)}"
+                )
+            return stop.exit_code
+        except KeyboardInterrupt:
+            record.finish("interrupted", error="stopped by a second SIGINT/SIGTERM")
+            return 130
+        except ClaimLost as exc:  # another process owns the folder now: write nothing more
+            err_console.print(f"[red]run stopped:[/red] {escape(str(exc))}")
+            return EXIT_USAGE
+        except Exception as exc:  # the record must say what happened, whatever it was
+            message = failure_message(exc)
+            try:
+                record.finish("failed", error=message)
+            except (OSError, ClaimLost) as again:  # e.g. the disk is still full
+                message += f"; the record could not be updated either ({again})"
+            err_console.print(f"[red]run failed:[/red] {escape(message)}\nrecord: {run_dir}")
+            return EXIT_FAILED
+    try:
+        record.finish("completed")
+    except (OSError, ClaimLost) as exc:  # trained, but the record cannot say so
+        err_console.print(f"[red]run failed:[/red] {escape(failure_message(exc))}")
+        return EXIT_FAILED
+    if results:
+        console.print(epochs_table(results))
+    console.print(f"record: {run_dir}")
+    return EXIT_OK
+
+
+def failure_message(exc: BaseException) -> str:
+    """One line for the record and the terminal; solver errors already say what helps."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, (TrainingError, SolverError, ResumeError)):
+        return text
+    if isinstance(exc, OSError):  # a full disk, a folder removed: say which file
+        return os_error_line(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _train(
+    cfg: Config,
+    device: torch.device,
+    record: RunRecord,
+    stopper: GracefulStop,
+    on_epoch: Callable[[dict], None],
+) -> list[EpochResult]:
+    torch.manual_seed(cfg.seed)
+    data = load_dataset(
+        cfg.dataset.name, cfg.data.n, cfg.data.split, cfg.seed, cfg.dataset.root
+    ).to(device)
+    model = model_for(cfg).to(device)
+    optimizer = make_optimizer(model, cfg.train.lr)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    finished = 0
+    if cfg.resume is not None and (record.run_dir / CHECKPOINT_FILE).exists():
+        finished = load_training_state(record.run_dir, model, optimizer, generator)
+    if cfg.resume is not None:
+        # Without a checkpoint no epoch is known to be complete: start over in place.
+        record.truncate(finished)
+        console.print(f"resuming {record.run_dir} after epoch {finished}")
+    epochs = cfg.train.epochs
+    n_batches = math.ceil(len(data.y_train) / cfg.train.batch_size)
+    compile_s = compile_model(model, cfg.train.batch_size, device)
+    probe = MemoryProbe()
+    results: list[EpochResult] = []
+    with Progress(
+        TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as progress:
+        task = progress.add_task(
+            "train", total=(epochs - finished) * n_batches, epoch=finished + 1, epochs=epochs
+        )
+
+        def after_batch() -> None:
+            progress.advance(task)
+            record.maybe_heartbeat()
+            stopper.check()
+
+        for epoch in range(finished + 1, epochs + 1):
+            stopper.check()
+            progress.update(task, epoch=epoch)
+            seconds, loss, nfe_f, nfe_b = train_epoch(
+                model,
+                optimizer,
+                data,
+                cfg.train.batch_size,
+                generator,
+                epoch,
+                device,
+                on_batch=after_batch,
+            )
+            # Like the reference's first epoch, ours includes compiling (done just before it,
+            # so it can be reported on its own as well); after a resume, the first new one.
+            first_compile = compile_s if epoch == finished + 1 else 0.0
+            memory = probe(model, data, cfg.train.batch_size, device)
+            result = EpochResult(
+                epoch=epoch,
+                train_time_s=seconds + first_compile,
+                compile_time_s=first_compile,
+                train_loss=loss,
+                train_acc=accuracy(model, data.x_train, data.y_train),
+                test_acc=accuracy(model, data.x_test, data.y_test),
+                nfe_forward=nfe_f,
+                nfe_backward=nfe_b,
+                hold_memory_bytes=memory.hold_bytes,
+                peak_memory_bytes=memory.peak_bytes,
+            )
+            # Metrics first, then the checkpoint: if a kill lands in between, resume
+            # redoes this epoch from the previous checkpoint and rewrites its row.
+            record.append_epoch(result.as_row())
+            save_training_state(
+                record.run_dir, epoch, model, optimizer, generator, record.info.get("run_id")
+            )
+            on_epoch(result.as_row())  # trackers: after the record, which is the truth
+            results.append(result)
+            # print(), not rich: the reference line uses real tab characters.
+            print(format_epoch_line(epoch, epochs, result), flush=True)
+    return results
