@@ -71,3 +71,12 @@ def cpu_unless_cuda_test(request, monkeypatch) -> None:
             pytest.skip("needs CUDA")
         return
     monkeypatch.setattr("nodecli.experiment.device.available_devices", lambda: ["cpu"])
+
+
+def run_main(args: list[str], capsys) -> tuple[int, str]:
+    """`nodecli ARGS` in process: (exit code, stderr)."""
+    from nodecli import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(args)
+    return int(exit_info.value.code), capsys.readouterr().err

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY, cpu_env, nodecli_command, run_cli
-from test_plumbing import DAMAGE, DEAD_PID, snapshot, write_record
+from fake_records import DAMAGE, DEAD_PID, snapshot, write_record
 
 from nodecli.record.read import read_metrics, read_run_json
 

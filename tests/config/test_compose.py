@@ -1,0 +1,37 @@
+"""Hydra composition through nodecli's compose API: overrides applied and validated."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from conftest import TINY
+
+from nodecli.config.compose import compose_config
+from nodecli.errors import ConfigError
+from nodecli.sweep.plan import plan_sweep
+
+
+def test_compose_applies_overrides_and_validates() -> None:
+    config = compose_config(["sensealg=adjoint", "solver=dopri5", *TINY])
+    assert config.sensealg.name == "adjoint" and config.solver.method == "dopri5"
+    assert config.train.epochs == 1 and config.data.n == 200
+    with pytest.raises(ConfigError, match="train.epochs=0 is out of range"):
+        compose_config(["train.epochs=0"])
+    with pytest.raises(ConfigError, match="did you mean 'train.epochs'"):
+        compose_config(["train.epoch=3"])
+
+
+def test_run_and_sweep_folders_resolve_as_hydra_resolves_them() -> None:
+    from nodecli.config.compose import resolve_hydra_dir
+
+    got = resolve_hydra_dir("hydra.run.dir", ["seed=3", "hydra.run.dir=runs/s_${seed}"])
+    assert got == "runs/s_3"
+    year = datetime.now().strftime("%Y")
+    got = resolve_hydra_dir("hydra.sweep.dir", ["hydra.sweep.dir=sw_${now:%Y}"])
+    assert got == f"sw_{year}"
+    with pytest.raises(ConfigError, match=r"hydra.run.dir: cannot resolve it .*'nope'"):
+        resolve_hydra_dir("hydra.run.dir", ["hydra.run.dir=${nope}"])
+    plan = plan_sweep(["seed=0,1", "data.n=300", "hydra.sweep.dir=sw_${data.n}_${now:%Y}"])
+    assert plan.sweep_dir == Path(f"sw_300_{year}")
