@@ -3,7 +3,7 @@ task under Hydra's own main, override quoting, the environment checks and Hydra'
 argument parser.
 
 It sits just above config.py: commands (train, sweep, gradcheck) import it, it imports
-no command, so the plumbing cannot pull a command in (issue 9's import cycle).
+no command, so the plumbing cannot pull a command in (no import cycle).
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def resolve_hydra_dir(key: str, overrides: list[str]) -> str:
     """KEY (hydra.run.dir or hydra.sweep.dir) as Hydra would resolve it under OVERRIDES
     (`runs/seed_${seed}`, `${now:%Y-%m-%d}`, `${oc.env:HOME}`). The caller claims and
     checks this folder and hands it to Hydra as given, so both mean the same one: a
-    folder checked under its unresolved name let a second run write over a record."""
+    folder checked under its unresolved name may not be the one Hydra writes into."""
     from hydra.core.hydra_config import HydraConfig
 
     try:

@@ -136,8 +136,8 @@ def _finite_floats(node: object, prefix: str = "") -> None:
         elif isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{prefix}{f.name}={value} is not valid: it must be a finite number")
         elif isinstance(value, float) and abs(value) > FLOAT32_MAX:
-            # The model trains in float32: train.lr=1e300 failed mid-run with "value cannot
-            # be converted to type float without overflow".
+            # The model trains in float32: train.lr=1e300 would fail mid-run with "value
+            # cannot be converted to type float without overflow".
             raise ConfigError(
                 f"{prefix}{f.name}={value} is out of range: training runs in float32, "
                 f"whose largest number is {FLOAT32_MAX:.4g}"

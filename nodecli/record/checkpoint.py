@@ -89,8 +89,8 @@ def load_training_state(
         optimizer.load_state_dict(state["optimizer"])
         generator.set_state(state["data_generator"])
         torch.set_rng_state(state["torch_rng"])
-        # "cuda_rng" in checkpoints written before it was dropped is ignored: unused, and
-        # restoring it failed when fewer GPUs were visible than at saving.
+        # A "cuda_rng" entry (older checkpoints) is ignored: training never draws from it,
+        # and restoring it fails when fewer GPUs are visible than at saving.
         return int(state["epoch"])
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
         raise ResumeError(f"cannot resume from {path}: {_one_line(exc)}") from exc

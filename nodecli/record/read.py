@@ -46,7 +46,7 @@ def read_run_json(run_dir: Path) -> dict[str, Any]:
 
 def _misshapen_field(info: dict[str, Any]) -> str | None:
     """The first run.json field whose type no writer produces (an edited or damaged
-    record: resume used to fail half-way on it, after rewriting .hydra/)."""
+    record: refused before resume rewrites anything, such as .hydra/)."""
 
     def str_list(value: Any) -> bool:
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
@@ -100,7 +100,7 @@ def read_metrics(path: Path) -> pd.DataFrame:
         row = int(bad.to_numpy().nonzero()[0][0]) + 2  # 1-based, after the header
         raise ValueError(f"truncated or malformed row (line {row})")
     # Values no run can write: an infinite or negative time, an accuracy outside 0–100
-    # (a time of inf crashed --plot, -1 gave a speed-up of -66×).
+    # (a time of inf would break --plot, -1 give a negative speed-up).
     for column in numeric:
         low, high = (0.0, 100.0) if column.endswith("_acc") else (0.0, math.inf)
         values = frame[column]

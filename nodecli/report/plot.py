@@ -29,7 +29,7 @@ from nodecli.report.grouping import key_names, short_name
 from nodecli.report.table import memory_unit
 
 # Labels are config values, drawn as typed: `$a_b$` in a value is not matplotlib maths
-# (an unparsable one used to end the report in a traceback).
+# (an unparsable one would stop the report with a traceback).
 LITERAL_TEXT = {"text.parse_math": False, "text.usetex": False}
 
 if TYPE_CHECKING:

@@ -173,7 +173,7 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
             sweep_dir = str(override.value())
             sweep_dir_text = text
         elif key.lstrip("+~").startswith("hydra.sweeper.params"):
-            # Jobs hidden there were never planned nor validated: lr=-1 trained unchecked.
+            # Jobs given there would bypass the plan and its validation (lr=-1 would train).
             raise ConfigError(
                 f"{text}: give what to sweep or search as overrides of the config keys "
                 "(train.lr=0.001,0.01 or train.lr='interval(1e-4,1e-2)'), not in "
@@ -321,8 +321,8 @@ PLUGIN_LIBRARIES = {
 
 def check_plugin_libraries(hydra_overrides: list[str]) -> None:
     """The chosen launcher's / sweeper's library is installed: one line naming the extra
-    if not. Without it the sweep folder was written and then every job failed (submitit,
-    joblib) or a traceback ended the search (optuna)."""
+    if not, before the sweep folder is written: without it every job would fail (submitit,
+    joblib) or a traceback would end the search (optuna)."""
     for choice in hydra_overrides:
         if choice in PLUGIN_LIBRARIES:
             require_package(choice, *PLUGIN_LIBRARIES[choice])

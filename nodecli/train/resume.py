@@ -109,8 +109,8 @@ def sweep_of(run_dir: Path) -> Path | None:
 
 
 def refuse_sweep_job(run_dir: Path, target: str) -> None:
-    """A sweep job is continued by resuming its sweep: `train resume=` rewrote the job's
-    .hydra/overrides.yaml (adding resume=…), after which its sweep refused to resume."""
+    """A sweep job is continued by resuming its sweep: `train resume=` would rewrite the
+    job's .hydra/overrides.yaml (adding resume=…), and its sweep could not resume then."""
     sweep_dir = sweep_of(run_dir)
     if sweep_dir is not None:
         again = shell_override("sweep.resume", str(sweep_dir))
@@ -187,8 +187,8 @@ def check_resumable(run_dir: Path, config: Config, target: str) -> int:
 
 def check_stored_config(run_dir: Path, config: Config, target: str) -> None:
     """.hydra/config.yaml must be a config a fresh run accepts, equal to what the run's
-    own overrides compose to (resume and what RESUME_CHANGES lets resume change aside:
-    comparing device.name made `resume=… device=cpu` fail). Hydra rewrites it on
+    own overrides compose to (resume and what RESUME_CHANGES lets resume change aside,
+    so `resume=… device=cpu` is allowed). Hydra rewrites it on
     resume, so a damaged or edited one would otherwise be replaced without a word."""
     where = f"resume={target}: {CONFIG_FILE}"
     try:
