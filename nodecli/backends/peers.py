@@ -66,7 +66,9 @@ class _Field(nn.Module):
     """The vector field as the peers want it: an nn.Module with forward(t, x) whose
     parameters are the model's (torchdyn and torchode adjoints read `.parameters()`).
     With SHAPE (one sample's state shape) it takes and returns flat (batch, n) states, as
-    torchode requires, and gives the field states of its own shape."""
+    torchode requires, and gives the field states of its own shape; torchode steps each
+    sample on its own, so t is then one time per sample, shaped (batch, 1, …) to
+    broadcast against the state."""
 
     def __init__(
         self, field: StyledField, counter: PeerCounter, shape: tuple[int, ...] | None = None
@@ -80,7 +82,9 @@ class _Field(nn.Module):
         # `args`: torchdyn calls vector fields that take t as vf(t, x, args=...).
         if self.shape is None:
             return self.counter(t, x)
-        return self.counter(t, x.reshape(len(x), *self.shape)).flatten(1)
+        n = len(x)
+        times = t.reshape(n, *(1 for _ in self.shape)) if t.dim() == 1 else t
+        return self.counter(times, x.reshape(n, *self.shape)).flatten(1)
 
 
 def _torchdiffeq(spec: SolveSpec, field: StyledField, counter: PeerCounter, t1: float) -> PeerSolve:
@@ -154,7 +158,7 @@ def _torchode(spec: SolveSpec, field: StyledField, counter: PeerCounter, t1: flo
     import torchode as to
 
     solver, method = spec.solver, spec.sensealg
-    flat = _Field(field, counter, shape=())
+    flat = _Field(field, counter)
     term = to.ODETerm(flat)
     step = {"tsit5": to.Tsit5, "dopri5": to.Dopri5}[solver.method](term=term)
     controller = to.IntegralController(atol=solver.atol, rtol=solver.rtol, term=term)
@@ -165,7 +169,7 @@ def _torchode(spec: SolveSpec, field: StyledField, counter: PeerCounter, t1: flo
 
     def solve(y0: Tensor) -> Tensor:
         # torchode solves (batch, n) states: a conv state travels flattened.
-        flat.shape = tuple(y0.shape[1:])
+        flat.shape = tuple(y0.shape[1:]) if y0.dim() > 2 else None
         t_eval = torch.tensor([0.0, t1], dtype=y0.dtype, device=y0.device).expand(len(y0), 2)
         solution = adjoint.solve(to.InitialValueProblem(y0=y0.flatten(1), t_eval=t_eval))
         _check_torchode_status(solution.status, solver.max_steps)

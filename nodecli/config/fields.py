@@ -11,6 +11,7 @@ trainable parameter under a gradient method that needs one.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from nodecli.config.schema import SENSEALGS, Config, ModelConfig
@@ -38,18 +39,24 @@ def instantiate_field(model: ModelConfig) -> nn.Module:
     line) if it does not import, rejects the arguments or is not an nn.Module."""
     # Imported here: Hydra's instantiate and torch are needed only for model=custom.
     from hydra.errors import InstantiationException
-    from hydra.utils import get_class, instantiate
+    from hydra.utils import get_object, instantiate
     from torch import nn
 
     spec: dict[str, Any] = dict(model.field or {})
     target = spec.get("_target_")
+    # get_object logs its error at ERROR level too; the one line below says it all.
+    hydra_utils_log = logging.getLogger("hydra.utils")
+    disabled, hydra_utils_log.disabled = hydra_utils_log.disabled, True
     try:
-        cls = get_class(str(target))
+        cls = get_object(str(target))
     except Exception as exc:  # noqa: BLE001 - import errors of the user's module, any type
+        why = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         raise ConfigError(
-            f"model.field._target_={target} does not import ({_first_line(exc)}); it must "
+            f"model.field._target_={target} does not import ({why}); it must "
             "be the import path of an nn.Module class on PYTHONPATH, e.g. my_pkg.fields.MyField"
         ) from None
+    finally:
+        hydra_utils_log.disabled = disabled
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
         raise ConfigError(
             f"model.field._target_={target} is not an nn.Module class; a field is an "

@@ -76,7 +76,7 @@ class ModelConfig:
     latent: int = 20
     hidden: int = 10
     t1: float = 1.0
-    field: dict[str, Any] | None = None
+    field: dict[str, Any] = field(default_factory=dict)  # noqa: RUF009 - the dataclass helper
 
 
 @dataclass

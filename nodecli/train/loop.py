@@ -109,8 +109,9 @@ def format_epoch_line(epoch: int, epochs: int, r: EpochResult) -> str:
 
 
 def make_optimizer(model: torch.nn.Module, lr: float) -> Adam:
-    """The training optimiser: Adam with the reference's defaults (see nodecli.experiment.optim)."""
-    return Adam(model.parameters(), lr=lr)
+    """The training optimiser: Adam with the reference's defaults (see nodecli.experiment.optim),
+    over the trainable parameters (a user's field may freeze some)."""
+    return Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
 
 
 def train_epoch(
