@@ -65,26 +65,26 @@ class PeerCounter(CountingField):
 class _Field(nn.Module):
     """The vector field as the peers want it: an nn.Module with forward(t, x) whose
     parameters are the model's (torchdyn and torchode adjoints read `.parameters()`).
-    With SHAPE (one sample's state shape) it takes and returns flat (batch, n) states, as
-    torchode requires, and gives the field states of its own shape; torchode steps each
-    sample on its own, so t is then one time per sample, shaped (batch, 1, …) to
-    broadcast against the state."""
+    PER_SAMPLE (torchode, which steps each sample on its own) gives the field one time per
+    sample, shaped (batch, 1, …) to broadcast against the state; with `shape` (one sample's
+    state shape, set per solve) it takes and returns flat (batch, n) states, as torchode
+    requires, and gives the field states of its own shape."""
 
-    def __init__(
-        self, field: StyledField, counter: PeerCounter, shape: tuple[int, ...] | None = None
-    ) -> None:
+    def __init__(self, field: StyledField, counter: PeerCounter, per_sample: bool = False) -> None:
         super().__init__()
         self.field = field
         self.counter = counter
-        self.shape = shape
+        self.per_sample = per_sample
+        self.shape: tuple[int, ...] | None = None
 
     def forward(self, t: Tensor, x: Tensor, args: Any = None) -> Tensor:
         # `args`: torchdyn calls vector fields that take t as vf(t, x, args=...).
-        if self.shape is None:
+        if not self.per_sample:
             return self.counter(t, x)
         n = len(x)
-        times = t.reshape(n, *(1 for _ in self.shape)) if t.dim() == 1 else t
-        return self.counter(times, x.reshape(n, *self.shape)).flatten(1)
+        state = x if self.shape is None else x.reshape(n, *self.shape)
+        times = t.reshape(n, *(1 for _ in state.shape[1:])) if t.dim() == 1 else t
+        return self.counter(times, state).reshape(x.shape)
 
 
 def _torchdiffeq(spec: SolveSpec, field: StyledField, counter: PeerCounter, t1: float) -> PeerSolve:
@@ -158,7 +158,7 @@ def _torchode(spec: SolveSpec, field: StyledField, counter: PeerCounter, t1: flo
     import torchode as to
 
     solver, method = spec.solver, spec.sensealg
-    flat = _Field(field, counter)
+    flat = _Field(field, counter, per_sample=True)
     term = to.ODETerm(flat)
     step = {"tsit5": to.Tsit5, "dopri5": to.Dopri5}[solver.method](term=term)
     controller = to.IntegralController(atol=solver.atol, rtol=solver.rtol, term=term)

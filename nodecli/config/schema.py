@@ -209,6 +209,16 @@ def validate(cfg: Config) -> None:
     _positive("train.lr", cfg.train.lr)
     _choice("model.name", cfg.model.name, MODELS)
     _check_field_keys(cfg.model)
+    if (
+        cfg.model.name == "conv"
+        and cfg.backend.name == "torchode"
+        and cfg.sensealg.name != "direct"
+    ):
+        # torchode's BacksolveAdjoint integrates (y, λ, μ) as one flat vector per sample.
+        raise ConfigError(
+            f"backend=torchode with sensealg={cfg.sensealg.name} solves flat (batch, n) "
+            "states only, not model=conv's feature maps; use sensealg=direct or another backend"
+        )
     _positive("model.latent", cfg.model.latent, "integer")
     _positive("model.hidden", cfg.model.hidden, "integer")
     _positive("model.t1", cfg.model.t1)
