@@ -21,7 +21,7 @@ from nodecli.backends.registry import MATRIX
 from nodecli.ode.counting import CountingField
 from nodecli.ode.errors import SolverError
 from nodecli.ode.spec import SolveSpec
-from nodecli.ode.vector_field import VectorField
+from nodecli.ode.vector_field import StyledField
 
 __all__ = ["PeerCounter", "peer_solver"]
 
@@ -64,19 +64,30 @@ class PeerCounter(CountingField):
 
 class _Field(nn.Module):
     """The vector field as the peers want it: an nn.Module with forward(t, x) whose
-    parameters are the model's (torchdyn and torchode adjoints read `.parameters()`)."""
+    parameters are the model's (torchdyn and torchode adjoints read `.parameters()`).
+    PER_SAMPLE (torchode, which steps each sample on its own) gives the field one time per
+    sample, shaped (batch, 1, …) to broadcast against the state; with `shape` (one sample's
+    state shape, set per solve) it takes and returns flat (batch, n) states, as torchode
+    requires, and gives the field states of its own shape."""
 
-    def __init__(self, field: VectorField, counter: PeerCounter) -> None:
+    def __init__(self, field: StyledField, counter: PeerCounter, per_sample: bool = False) -> None:
         super().__init__()
         self.field = field
         self.counter = counter
+        self.per_sample = per_sample
+        self.shape: tuple[int, ...] | None = None
 
     def forward(self, t: Tensor, x: Tensor, args: Any = None) -> Tensor:
         # `args`: torchdyn calls vector fields that take t as vf(t, x, args=...).
-        return self.counter(t, x)
+        if not self.per_sample:
+            return self.counter(t, x)
+        n = len(x)
+        state = x if self.shape is None else x.reshape(n, *self.shape)
+        times = t.reshape(n, *(1 for _ in state.shape[1:])) if t.dim() == 1 else t
+        return self.counter(times, state).reshape(x.shape)
 
 
-def _torchdiffeq(spec: SolveSpec, field: VectorField, counter: PeerCounter, t1: float) -> PeerSolve:
+def _torchdiffeq(spec: SolveSpec, field: StyledField, counter: PeerCounter, t1: float) -> PeerSolve:
     # Deferred: importing torchdiffeq pulls in scipy (~0.7 s) that other backends never need.
     import torchdiffeq
 
@@ -118,7 +129,7 @@ _TORCHDYN_SENSITIVITY = {
 }
 
 
-def _torchdyn(spec: SolveSpec, field: VectorField, counter: PeerCounter, t1: float) -> PeerSolve:
+def _torchdyn(spec: SolveSpec, field: StyledField, counter: PeerCounter, t1: float) -> PeerSolve:
     # Deferred: optional dependency (the peers extra), imported only for backend=torchdyn.
     from torchdyn.core import NeuralODE
 
@@ -142,12 +153,13 @@ def _torchdyn(spec: SolveSpec, field: VectorField, counter: PeerCounter, t1: flo
     return solve
 
 
-def _torchode(spec: SolveSpec, field: VectorField, counter: PeerCounter, t1: float) -> PeerSolve:
+def _torchode(spec: SolveSpec, field: StyledField, counter: PeerCounter, t1: float) -> PeerSolve:
     # Deferred: optional dependency (the peers extra), imported only for backend=torchode.
     import torchode as to
 
     solver, method = spec.solver, spec.sensealg
-    term = to.ODETerm(_Field(field, counter))
+    flat = _Field(field, counter, per_sample=True)
+    term = to.ODETerm(flat)
     step = {"tsit5": to.Tsit5, "dopri5": to.Dopri5}[solver.method](term=term)
     controller = to.IntegralController(atol=solver.atol, rtol=solver.rtol, term=term)
     if method.name == "adjoint":
@@ -156,10 +168,12 @@ def _torchode(spec: SolveSpec, field: VectorField, counter: PeerCounter, t1: flo
         adjoint = to.AutoDiffAdjoint(step, controller, max_steps=solver.max_steps)
 
     def solve(y0: Tensor) -> Tensor:
+        # torchode solves (batch, n) states: a conv state travels flattened.
+        flat.shape = tuple(y0.shape[1:]) if y0.dim() > 2 else None
         t_eval = torch.tensor([0.0, t1], dtype=y0.dtype, device=y0.device).expand(len(y0), 2)
-        solution = adjoint.solve(to.InitialValueProblem(y0=y0, t_eval=t_eval))
+        solution = adjoint.solve(to.InitialValueProblem(y0=y0.flatten(1), t_eval=t_eval))
         _check_torchode_status(solution.status, solver.max_steps)
-        return solution.ys[:, -1]
+        return solution.ys[:, -1].reshape(y0.shape)
 
     return solve
 
@@ -184,7 +198,7 @@ def _check_torchode_status(status: Tensor, max_steps: int) -> None:
     )
 
 
-_BUILDERS: dict[str, Callable[[SolveSpec, VectorField, PeerCounter, float], PeerSolve]] = {
+_BUILDERS: dict[str, Callable[[SolveSpec, StyledField, PeerCounter, float], PeerSolve]] = {
     "torchdiffeq": _torchdiffeq,
     "torchdyn": _torchdyn,
     "torchode": _torchode,
@@ -193,7 +207,7 @@ assert set(_BUILDERS) == set(MATRIX), "every backend in the matrix has a builder
 
 
 def peer_solver(
-    backend: str, spec: SolveSpec, field: VectorField, counter: PeerCounter, t1: float
+    backend: str, spec: SolveSpec, field: StyledField, counter: PeerCounter, t1: float
 ) -> PeerSolve:
     """The solve y0 → y(t1) of BACKEND (validated against `MATRIX` by the config)."""
     return _BUILDERS[backend](spec, field, counter, t1)

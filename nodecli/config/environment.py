@@ -15,6 +15,7 @@ from nodecli.errors import ConfigError
 def check_environment(config: Config) -> None:
     """Checks that need the machine or the disk: the device and the dataset files."""
     # Imported here: data/device pull in torch, which `--help` and bad input never need.
+    from nodecli.config.fields import check_field
     from nodecli.experiment.data import DatasetError, dataset_size, ensure_mnist
     from nodecli.experiment.device import check_compiled_on, resolve_device
 
@@ -39,6 +40,7 @@ def check_environment(config: Config) -> None:
             f"data.n={n} with data.split={config.data.split} leaves an empty train or test "
             "set; raise data.n or move data.split away from 0 and 1"
         )
+    check_field(config)  # last: it imports the user's module and builds the field
 
 
 def check_backend_installed(backend: str) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
@@ -58,11 +59,24 @@ class DataConfig:
     split: float = 0.9
 
 
+MODELS = ("mlp", "conv", "custom")  # nodecli.experiment.model.MODELS, without torch
+
+
 @dataclass
 class ModelConfig:
+    """The `model` group (conf/model/): which network the ODE block integrates.
+
+    `latent` is the ODE state's width (mlp, custom); `hidden` the width of the field's
+    hidden layers (mlp) or of the convolutional feature map (conv); `field` (custom only)
+    the user's field as a Hydra `_target_` plus constructor keys, checked by
+    nodecli.config.fields before any work starts.
+    """
+
+    name: str = "mlp"
     latent: int = 20
     hidden: int = 10
     t1: float = 1.0
+    field: dict[str, Any] = field(default_factory=dict)  # noqa: RUF009 - the dataclass helper
 
 
 @dataclass
@@ -193,6 +207,18 @@ def validate(cfg: Config) -> None:
     _positive("train.epochs", cfg.train.epochs, "integer")
     _positive("train.batch_size", cfg.train.batch_size, "integer")
     _positive("train.lr", cfg.train.lr)
+    _choice("model.name", cfg.model.name, MODELS)
+    _check_field_keys(cfg.model)
+    if (
+        cfg.model.name == "conv"
+        and cfg.backend.name == "torchode"
+        and cfg.sensealg.name != "direct"
+    ):
+        # torchode's BacksolveAdjoint integrates (y, λ, μ) as one flat vector per sample.
+        raise ConfigError(
+            f"backend=torchode with sensealg={cfg.sensealg.name} solves flat (batch, n) "
+            "states only, not model=conv's feature maps; use sensealg=direct or another backend"
+        )
     _positive("model.latent", cfg.model.latent, "integer")
     _positive("model.hidden", cfg.model.hidden, "integer")
     _positive("model.t1", cfg.model.t1)
@@ -213,6 +239,23 @@ def validate(cfg: Config) -> None:
     if cfg.seed > MAX_SEED:
         raise ConfigError(
             f"seed={cfg.seed} is out of range: it must be at most 2**64 - 1 = {MAX_SEED}"
+        )
+
+
+def _check_field_keys(model: ModelConfig) -> None:
+    """model.field belongs to model=custom, which needs its `_target_`."""
+    if model.name != "custom":
+        if model.field:
+            raise ConfigError(
+                f"model.field is only for model=custom (this is model={model.name}); "
+                "use model=custom model.field._target_=<module.Class>"
+            )
+        return
+    target = (model.field or {}).get("_target_")
+    if not isinstance(target, str) or not target.strip():
+        raise ConfigError(
+            "model=custom needs model.field._target_=<module.Class>, the import path of an "
+            "nn.Module field (docs/models.md)"
         )
 
 
@@ -248,6 +291,8 @@ def unknown_keys(cfg: object, schema: type = Config, prefix: str = "") -> list[s
             found.append(name)
             continue
         node = cfg[key]
+        if isinstance(node, DictConfig) and OmegaConf.get_type(node) is dict:
+            continue  # a free-form mapping of the schema (model.field): its keys are the user's
         if isinstance(node, DictConfig):  # a section: its own (option's) schema
             found.extend(unknown_keys(node, OmegaConf.get_type(node) or dict, f"{name}."))
     return found

@@ -1,18 +1,28 @@
-"""The classifier around the ODE block: Flatten → Dense(784→20, tanh) → ODE → Dense(20→10)."""
+"""The `model` group: the classifier around the ODE block, and the block itself.
+
+* `mlp` (the reference): Flatten → Dense(784→latent, tanh) → ODE(MLP field) → Dense(latent→10).
+* `conv`: torchdiffeq's convolutional ODE-Net (nodecli.experiment.conv).
+* `custom`: the reference classifier around a user's field module (any nn.Module with
+  forward(t, y) → a tensor of y's shape and dtype), instantiated by the config layer.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from nodecli.backends.peers import PeerCounter, peer_solver
+from nodecli.experiment.conv import FEATURE_SIZE, ConvField, ConvODENet
 from nodecli.ode.compiled import CompiledStep
 from nodecli.ode.sensitivity import CountingField, solve
 from nodecli.ode.spec import SolveSpec
 from nodecli.ode.tableaus import TABLEAUS
-from nodecli.ode.vector_field import VectorField, mlp_vector_field
+from nodecli.ode.vector_field import MLPVectorField, StyledField
+
+#: The options of the `model` config group (conf/model/<name>.yaml).
+MODELS = ("mlp", "conv", "custom")
 
 
 class ODEBlock(nn.Module):
@@ -23,10 +33,16 @@ class ODEBlock(nn.Module):
     """
 
     def __init__(
-        self, field: VectorField, spec: SolveSpec, t1: float = 1.0, backend: str = "nodecli"
+        self,
+        field: StyledField,
+        spec: SolveSpec,
+        t1: float = 1.0,
+        backend: str = "nodecli",
+        state_shape: Sequence[int] = (20,),
     ) -> None:
         super().__init__()
         self.field = field
+        self.state_shape = tuple(state_shape)  # one sample's state (batch excluded)
         self.spec = spec
         self.t1 = t1
         self.backend = backend
@@ -51,8 +67,8 @@ class ODEBlock(nn.Module):
             and TABLEAUS[solver.method].adaptive
         ):
             self.stepper = CompiledStep(
-                mlp_vector_field,
-                list(field.params),
+                field.field_function(),
+                list(field.parameters()),
                 solver.method,
                 solver.rtol,
                 solver.atol,
@@ -63,7 +79,8 @@ class ODEBlock(nn.Module):
         """Compile what layer_style=compiled compiles, now; returns seconds (0 otherwise)."""
         if self.stepper is None:
             return 0.0
-        return self.stepper.warm_up(batch, self.field.params[0].shape[1])
+        like = next(self.field.parameters())
+        return self.stepper.warm_up((batch, *self.state_shape), like)
 
     @property
     def nfe(self) -> int:
@@ -118,12 +135,53 @@ def build_model(
     hidden: int = 10,
     t1: float = 1.0,
     backend: str = "nodecli",
-) -> NeuralODEClassifier:
+    model: str = "mlp",
+    field: nn.Module | None = None,
+) -> NeuralODEClassifier | ConvODENet:
     """Build and initialise the classifier; call torch.manual_seed first for reproducibility.
 
-    The initialisation does not depend on BACKEND: every backend starts from the same weights.
+    MODEL names the `model` option; `custom` takes the user's FIELD module (already built,
+    with `latent=LATENT`, by nodecli.config.fields), whose own initialisation is kept: only
+    the encoder and head get the reference's Glorot init. `conv` keeps PyTorch's default
+    init, as torchdiffeq's example. The initialisation does not depend on BACKEND: every
+    backend starts from the same weights.
     """
-    field = VectorField(style, latent, hidden)
-    model = NeuralODEClassifier(ODEBlock(field, spec, t1, backend), latent)
-    glorot_init_(model)
-    return model
+    if model == "conv":
+        block = ODEBlock(
+            StyledField(style, ConvField(hidden)),
+            spec,
+            t1,
+            backend,
+            state_shape=(hidden, FEATURE_SIZE, FEATURE_SIZE),
+        )
+        return ConvODENet(block, hidden)
+    if model == "custom":
+        if field is None:
+            raise ValueError("model=custom needs the user's field module")
+        classifier = NeuralODEClassifier(
+            ODEBlock(StyledField(style, field), spec, t1, backend, (latent,)), latent
+        )
+        glorot_init_(classifier.encoder)
+        glorot_init_(classifier.head)
+        return classifier
+    if model != "mlp":
+        raise ValueError(f"unknown model {model!r}; valid: {', '.join(MODELS)}")
+    mlp = StyledField(style, MLPVectorField(latent, hidden))
+    classifier = NeuralODEClassifier(ODEBlock(mlp, spec, t1, backend, (latent,)), latent)
+    glorot_init_(classifier)
+    return classifier
+
+
+def describe_model(name: str, classifier: nn.Module) -> dict[str, str | int]:
+    """run.json's `model`: the option NAME, its field's class (`_target_` form) and the
+    parameter counts of the field and of the whole classifier."""
+    field: StyledField = classifier.ode.field  # type: ignore[assignment]
+    net = field.module
+    cls = type(net) if net is not None else MLPVectorField  # the functional MLP keeps tensors
+    return {
+        "name": name,
+        "field_target": f"{cls.__module__}.{cls.__qualname__}",
+        "field_parameters": sum(p.numel() for p in field.parameters()),
+        "field_trainable_parameters": sum(p.numel() for p in field.parameters() if p.requires_grad),
+        "parameters": sum(p.numel() for p in classifier.parameters()),
+    }

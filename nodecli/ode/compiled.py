@@ -131,17 +131,18 @@ class CompiledStep:
             return self._compiled(self.params, y, f0, coef)
         return self._step(self.params, y, f0, coef)
 
-    def warm_up(self, batch: int, latent: int) -> float:
-        """Compile forward and backward now, on dummy inputs; returns the seconds it took.
+    def warm_up(self, state_shape: Sequence[int], like: Tensor) -> float:
+        """Compile forward and backward now, on a dummy state of STATE_SHAPE (batch first)
+        with LIKE's dtype and device; returns the seconds it took.
 
         Gradients are taken with autograd.grad, so the parameters' .grad stay untouched.
         """
-        p = self.params[0]
-        y = torch.rand(batch, latent, dtype=p.dtype, device=p.device, requires_grad=True)
+        y = torch.rand(*state_shape, dtype=like.dtype, device=like.device, requires_grad=True)
         f0 = torch.rand_like(y, requires_grad=True)
         start = time.perf_counter()
         y1, k_last, rms = self._compiled(self.params, y, f0, self._coefficients(0.0, 0.1, y))
-        torch.autograd.grad((y1.sum() + k_last.sum()), [y, f0, *self.params])
+        trainable = [p for p in self.params if p.requires_grad]
+        torch.autograd.grad((y1.sum() + k_last.sum()), [y, f0, *trainable])
         float(rms)  # waits for the device
         elapsed = time.perf_counter() - start
         self.compile_time_s += elapsed

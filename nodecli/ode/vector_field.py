@@ -1,11 +1,12 @@
-"""Vector-field styles: how dy/dt = MLP(y) is written.
+"""Vector-field styles: how a field dy/dt = f(t, y) is written.
 
-`module` keeps the parameters inside an nn.Module (Lux's NeuralODE container layer);
-`functional` is a stateless function whose parameters are passed explicitly (Lux's
-explicit-parameter style); `compiled` is the functional field whose whole solver step goes
-through torch.compile (nodecli.ode.compiled; the ODE block builds that step). All are
-built from the same initialised module, so for the same seed they hold the same numbers
-and compute the same trajectory.
+`module` calls the field's nn.Module (Lux's NeuralODE container layer); `functional` calls
+it as a stateless function whose parameters are passed explicitly (Lux's
+explicit-parameter style: the reference MLP as the free functions below, any other module
+through `torch.func.functional_call`); `compiled` is the functional field whose whole
+solver step goes through torch.compile (nodecli.ode.compiled; the ODE block builds that
+step). All wrap the same initialised module, so for the same seed they hold the same
+numbers and compute the same trajectory.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from torch import Tensor, nn
 
 class MLPVectorField(nn.Module):
     """dy/dt = tanh(W3 tanh(W2 tanh(W1 y + b1) + b2) + b3), autonomous in t."""
+
+    #: f ignores t: the solver may skip work that only matters when it does (solver.integrate).
+    autonomous = True
 
     def __init__(self, latent: int = 20, hidden: int = 10) -> None:
         super().__init__()
@@ -64,35 +68,68 @@ def prepared_mlp_vector_field(
     return f
 
 
-class VectorField(nn.Module):
-    """A vector field in one of the layer styles, exposing `f(t, y)` and its parameters.
+class StyledField(nn.Module):
+    """A field module NET in one of the layer styles, exposing `f(t, y)` and its parameters.
 
     Sensitivity methods need both: `f` to integrate and the parameter list to build
-    vector-Jacobian products against.
+    vector-Jacobian products against. The reference MLP (`MLPVectorField`) keeps its
+    hand-fused functional form; any other module is called through
+    `torch.func.functional_call` in the functional and compiled styles.
     """
 
-    #: every style is the same MLP of y alone: t is ignored (see solver.integrate).
-    autonomous = True
-
-    def __init__(self, style: str, latent: int, hidden: int) -> None:
+    def __init__(self, style: str, net: nn.Module) -> None:
         super().__init__()
+        if style not in ("module", "functional", "compiled"):
+            raise ValueError(f"unknown layer_style {style!r}; valid: module, functional, compiled")
         self.style = style
-        mlp = MLPVectorField(latent, hidden)
-        if style == "module":
-            self.mlp = mlp
-        elif style in ("functional", "compiled"):
+        #: NET ignores t (an optional attribute of the field's class; see docs/models.md).
+        self.autonomous = bool(getattr(net, "autonomous", False))
+        self.is_mlp = isinstance(net, MLPVectorField)
+        if not self.is_mlp:
+            self.net = net
+        elif style == "module":
+            self.mlp = net  # the attribute name is the checkpoint's key prefix
+        else:
             # Only the tensors are kept; the computation is the free function above.
+            mlp = net
             self.params = nn.ParameterList(
                 [mlp.l1.weight, mlp.l1.bias, mlp.l2.weight, mlp.l2.bias, mlp.l3.weight, mlp.l3.bias]
             )
-        else:
-            raise ValueError(f"unknown layer_style {style!r}; valid: module, functional, compiled")
+
+    @property
+    def module(self) -> nn.Module | None:
+        """The field's module, where this style keeps one (all but the functional MLP)."""
+        if not self.is_mlp:
+            return self.net
+        return self.mlp if self.style == "module" else None
+
+    def field_function(self) -> Callable[[Sequence[Tensor], Tensor, Tensor], Tensor]:
+        """f(params, t, y) with the parameters passed explicitly (for CompiledStep)."""
+        if self.is_mlp:
+            return mlp_vector_field
+        net = self.net
+        names = [name for name, _ in net.named_parameters()]
+
+        def f(params: Sequence[Tensor], t: Tensor, y: Tensor) -> Tensor:
+            return torch.func.functional_call(net, dict(zip(names, params, strict=True)), (t, y))
+
+        return f
 
     def func(self) -> Callable[[float | Tensor, Tensor], Tensor]:
         """The callable f(t, y) to integrate; call once per solve (see prepared_mlp...)."""
+        if self.is_mlp:
+            if self.style == "module":
+                return self.mlp
+            return prepared_mlp_vector_field(list(self.params))
+        net = self.net
         if self.style == "module":
-            return self.mlp
-        return prepared_mlp_vector_field(list(self.params))
+            return net
+        params = dict(net.named_parameters())
+
+        def f(t: float | Tensor, y: Tensor) -> Tensor:
+            return torch.func.functional_call(net, params, (t, y))
+
+        return f
 
     def forward(self, t: float | Tensor, y: Tensor) -> Tensor:
         return self.func()(t, y)

@@ -124,6 +124,11 @@ class RunRecord:
             self._write_json()
             self._write_metrics()
 
+    def describe_model(self, model: dict[str, Any]) -> None:
+        """Record what the run trains (run.json `model`: name, field class, sizes)."""
+        self.info["model"] = model
+        self._write_json()
+
     def append_epoch(self, metrics: dict[str, Any]) -> None:
         """Record one finished epoch (the whole CSV is rewritten atomically; it is tiny)."""
         self.rows.append({key: metrics.get(key, "") for key in METRIC_COLUMNS})

@@ -21,6 +21,7 @@ from rich.table import Table
 from torch import Tensor
 
 from nodecli.backends.registry import distribution
+from nodecli.config.fields import instantiate_field
 from nodecli.config.overrides import shell_override
 from nodecli.config.schema import Config
 from nodecli.console import make_console
@@ -28,7 +29,7 @@ from nodecli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, os_error_line
 from nodecli.experiment.data import DataSplit, load_dataset, shuffled_batches
 from nodecli.experiment.device import synchronize
 from nodecli.experiment.memory import MemoryProbe
-from nodecli.experiment.model import NeuralODEClassifier, build_model
+from nodecli.experiment.model import NeuralODEClassifier, build_model, describe_model
 from nodecli.experiment.optim import Adam
 from nodecli.experiment.trackers import Trackers
 from nodecli.ode.solver import SolverError
@@ -73,7 +74,9 @@ def solve_spec(cfg: Config) -> SolveSpec:
 
 def model_for(cfg: Config, style: str | None = None) -> NeuralODEClassifier:
     """The classifier CFG describes (STYLE replaces its layer style), initialised from the
-    global RNG like `build_model`: seed it first for reproducible weights."""
+    global RNG like `build_model`: seed it first for reproducible weights (model=custom:
+    the user's field is built from it too, first, as the reference builds its MLP first)."""
+    field = instantiate_field(cfg.model) if cfg.model.name == "custom" else None
     return build_model(
         style or cfg.layer_style.name,
         solve_spec(cfg),
@@ -81,6 +84,8 @@ def model_for(cfg: Config, style: str | None = None) -> NeuralODEClassifier:
         cfg.model.hidden,
         cfg.model.t1,
         backend=cfg.backend.name,
+        model=cfg.model.name,
+        field=field,
     )
 
 
@@ -104,8 +109,9 @@ def format_epoch_line(epoch: int, epochs: int, r: EpochResult) -> str:
 
 
 def make_optimizer(model: torch.nn.Module, lr: float) -> Adam:
-    """The training optimiser: Adam with the reference's defaults (see nodecli.experiment.optim)."""
-    return Adam(model.parameters(), lr=lr)
+    """The training optimiser: Adam with the reference's defaults (see nodecli.experiment.optim),
+    over the trainable parameters (a user's field may freeze some)."""
+    return Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
 
 
 def train_epoch(
@@ -338,6 +344,7 @@ def _train(
         cfg.dataset.name, cfg.data.n, cfg.data.split, cfg.seed, cfg.dataset.root
     ).to(device)
     model = model_for(cfg).to(device)
+    record.describe_model(describe_model(cfg.model.name, model))
     optimizer = make_optimizer(model, cfg.train.lr)
     generator = torch.Generator().manual_seed(cfg.seed)
     finished = 0
