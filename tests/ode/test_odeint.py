@@ -156,7 +156,7 @@ def gradient_limit(method: str, sensealg: str, dtype: torch.dtype) -> float:
         if sensealg in ("direct", "checkpoint"):
             return rounding
         return {"euler": 5e-2, "midpoint": 2e-3, "rk4": 1e-5}[method] + rounding
-    return 1e-3 if method == "bosh3" else 1e-5 + 10 * rounding
+    return 1e-3 if method == "bosh3" else 1e-4  # rtol 1e-6, accumulated over the steps
 
 
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reversed"])
@@ -169,8 +169,8 @@ def test_every_gradient_method_gives_the_same_values_and_torchdiffeqs_gradients(
         f, kwargs = Exp().to(dtype), {"options": {"step_size": 0.05}}
         t = torch.linspace(1, 2, 3, dtype=dtype)
     else:
-        f, kwargs = Linear().to(dtype), {"rtol": 1e-7, "atol": 1e-9}
-        t = torch.linspace(1, 8, 4, dtype=dtype)
+        f, kwargs = Linear().to(dtype), {"rtol": 1e-6, "atol": 1e-8}
+        t = torch.linspace(1, 4, 4, dtype=dtype)
     t = t.flip(0) if reverse else t
     y0 = f.exact(t[:1])[0].detach().requires_grad_()
     peer = "dopri5" if method == "tsit5" else method  # torchdiffeq has no tsit5
