@@ -114,8 +114,10 @@ def interpolate(
 
     * tsit5: own free interpolant, 4th order (error O(h^5));
     * dopri5: Hairer/Shampine continuous extension, 4th order (O(h^5));
+    * dopri8: torchdiffeq's quartic through y0, f0, y(½), y1, f1, 4th order (O(h^5)),
+      far below the method's 8th order;
     * bosh3: cubic Hermite (its own interpolant), 3rd order (O(h^4));
-    * others (dopri8, rk4, euler, midpoint): cubic Hermite fallback through y0, f0 = ks[0],
+    * others (rk4, euler, midpoint): cubic Hermite fallback through y0, f0 = ks[0],
       y1 = y0 + hΣ b_i k_i and f1, 3rd order (O(h^4)) at best, and no better than the
       method itself. f1 = f(t0+h, y1) is ks[-1] for FSAL methods; for the others pass it
       (it is the first stage of the next step).
