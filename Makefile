@@ -34,9 +34,11 @@ lint: install
 	$(VENV)/bin/lint-imports
 
 # Every backend × sensealg (× layer_style for nodecli) as nodecli sweeps at two scales, then
-# nodecli report; writes benchmarks/RESULTS.md (benchmarks/bench_sweep.py says how).
+# nodecli report; writes benchmarks/RESULTS.md (benchmarks/bench_sweep.py says how). Then
+# nodecli.odeint against torchdiffeq.odeint, every sensealg: benchmarks/ODEINT.md.
 bench: install
 	$(PY) benchmarks/bench_sweep.py --out benchmarks/RESULTS.md
+	$(PY) benchmarks/bench_odeint.py --out benchmarks/ODEINT.md
 
 clean:
 	rm -rf $(VENV) outputs build *.egg-info

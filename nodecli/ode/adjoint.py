@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nodecli.ode.dense import flat_cat, mixed_norm, split_flat, vjp
+from nodecli.ode.autograd import flat_cat, grads_or_zeros, mixed_norm, split_flat, vjp
 from nodecli.ode.spec import SolveSpec, backward_solve, forward_solve
 
 
@@ -46,7 +46,8 @@ class _Backsolve(torch.autograd.Function):
         shape = y1.shape
         n = y1.numel()
         n_p = sum(p.numel() for p in params)
-        zeros = [torch.zeros_like(p) for p in params]
+        # a parameter of another dtype than the state: its adjoint is carried in the state's
+        cast = y1.dtype if any(p.dtype != y1.dtype for p in params) else None
 
         def augmented(t: float, a: Tensor) -> Tensor:
             y, lam = a[: 2 * n].view(2, *shape).unbind()  # the two halves, as views
@@ -55,12 +56,9 @@ class _Backsolve(torch.autograd.Function):
                 fy = f(t, y)
                 grads = vjp(fy, lam, (y, *params))
             f.backpropagated += 1
-            if any(g is None for g in grads):
-                grads = (
-                    grads[0],
-                    *(z if g is None else g for g, z in zip(grads[1:], zeros, strict=True)),
-                )
-            out = flat_cat([fy, *grads])  # under no_grad (backward_solve): fy's graph ends
+            if any(g is None for g in grads):  # f ignores y or a parameter
+                grads = grads_or_zeros(grads, (y, *params))
+            out = flat_cat([fy, *grads], cast)  # under no_grad (backward_solve): fy's graph ends
             out[n:].neg_()
             return out
 

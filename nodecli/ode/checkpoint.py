@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nodecli.ode.dense import grads_or_zeros, vjp
+from nodecli.ode.autograd import grads_or_zeros, vjp
 from nodecli.ode.spec import SolveSpec, forward_solve
 from nodecli.ode.stages import n_step_evals, rk_step
 

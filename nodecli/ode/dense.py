@@ -9,16 +9,14 @@ from it instead of re-integrating y backwards.
 from __future__ import annotations
 
 import bisect
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from nodecli.ode.field import VectorField
 from nodecli.ode.solver import Solution
 from nodecli.ode.tableaus import TABLEAUS, ButcherTableau, dense_weights
-
-VectorField = Callable[[float, Tensor], Tensor]
 
 
 class DenseOutput:
@@ -116,8 +114,10 @@ def interpolate(
 
     * tsit5: own free interpolant, 4th order (error O(h^5));
     * dopri5: Hairer/Shampine continuous extension, 4th order (O(h^5));
+    * dopri8: torchdiffeq's quartic through y0, f0, y(½), y1, f1, 4th order (O(h^5)),
+      far below the method's 8th order;
     * bosh3: cubic Hermite (its own interpolant), 3rd order (O(h^4));
-    * others (dopri8, rk4, euler, midpoint): cubic Hermite fallback through y0, f0 = ks[0],
+    * others (rk4, euler, midpoint): cubic Hermite fallback through y0, f0 = ks[0],
       y1 = y0 + hΣ b_i k_i and f1, 3rd order (O(h^4)) at best, and no better than the
       method itself. f1 = f(t0+h, y1) is ks[-1] for FSAL methods; for the others pass it
       (it is the first stage of the next step).
@@ -157,83 +157,3 @@ def _lincomb(y0: Tensor, ks: Sequence[Tensor], weights: Sequence[float], h: floa
             else:
                 out.add_(k, alpha=h * w)
     return y0 if out is None else out
-
-
-try:  # the autograd engine's entry point, as torch.autograd.grad calls it
-    from torch.autograd import Variable
-
-    _run_backward = Variable._execution_engine.run_backward  # type: ignore[attr-defined]
-except AttributeError:  # pragma: no cover - other torch versions
-    _run_backward = None
-
-
-def vjp(output: Tensor, cotangent: Tensor, inputs: tuple[Tensor, ...]) -> tuple:
-    """cotangentᵀ ∂output/∂inputs (None for inputs output does not depend on).
-
-    Same as `torch.autograd.grad(output, inputs, cotangent, allow_unused=True)` without
-    its Python-side argument normalisation: called once per backward evaluation by the
-    adjoint methods, where that overhead measured ≈ 30 µs of ≈ 340 µs per call.
-    """
-    if _run_backward is not None and cotangent.shape == output.shape:
-        return _run_backward((output,), (cotangent,), False, False, inputs, True, False)
-    return torch.autograd.grad(output, inputs, cotangent, allow_unused=True)
-
-
-def vjps(
-    outputs: Sequence[Tensor], cotangents: Sequence[Tensor], inputs: Sequence[Tensor]
-) -> tuple:
-    """Σ_k cotangents[k]ᵀ ∂outputs[k]/∂inputs in one backward pass: `vjp` for several
-    outputs (gauss's quadrature nodes). `vjp` keeps its own one-output path: it runs once
-    per adjoint evaluation, where these tuple conversions cost ≈ 1.5 µs a call."""
-    outputs, cotangents, inputs = tuple(outputs), tuple(cotangents), tuple(inputs)
-    if _run_backward is not None and all(
-        c.shape == o.shape for o, c in zip(outputs, cotangents, strict=True)
-    ):
-        return _run_backward(outputs, cotangents, False, False, inputs, True, False)
-    return torch.autograd.grad(outputs, inputs, cotangents, allow_unused=True)
-
-
-def mixed_norm(sizes: Sequence[int], use: int | None = None) -> Callable[[Tensor], Tensor]:
-    """Max over parts of the RMS norm of each part of a flat state (torchdiffeq's norm
-    for tuple states). The flat state is the concatenation of parts of SIZES; only the
-    first USE parts enter the norm (a seminorm leaves the parameter adjoints out)."""
-    use = len(sizes) if use is None else use
-    bounds = []
-    start = 0
-    for size in sizes[:use]:
-        if size:
-            bounds.append((start, start + size, 1.0 / math.sqrt(size)))
-        start += size
-
-    def norm(x: Tensor) -> Tensor:
-        parts = [torch.linalg.vector_norm(x[a:b]) * s for a, b, s in bounds]
-        if len(parts) == 1:
-            return parts[0]
-        return torch.stack(parts).max()
-
-    return norm
-
-
-def flat_cat(tensors: Sequence[Tensor]) -> Tensor:
-    """The tensors flattened and concatenated into one new 1-D tensor.
-
-    One C++ call (the one DistributedDataParallel flattens buckets with) instead of a
-    `reshape` per tensor and a `cat`: ≈ 4 µs less per backward evaluation of the adjoint
-    methods, which build their augmented derivative with it. Copies only: same values.
-    """
-    return torch._C._nn.flatten_dense_tensors(list(tensors))
-
-
-def split_flat(flat: Tensor, params: Sequence[Tensor]) -> list[Tensor]:
-    """Per-parameter gradients from a flat vector, shaped and typed like PARAMS."""
-    out = []
-    start = 0
-    for p in params:
-        n = p.numel()
-        out.append(flat[start : start + n].view_as(p).to(p.dtype))
-        start += n
-    return out
-
-
-def grads_or_zeros(grads: Sequence[Tensor | None], like: Sequence[Tensor]) -> list[Tensor]:
-    return [torch.zeros_like(x) if g is None else g for g, x in zip(grads, like, strict=True)]

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nodecli.ode.dense import DenseOutput, grads_or_zeros, vjp, vjps
+from nodecli.ode.autograd import grads_or_zeros, vjp, vjps
+from nodecli.ode.dense import DenseOutput
 from nodecli.ode.interpolating import ForwardSolutionFunction, load_forward
 from nodecli.ode.spec import SolveSpec, backward_solve
 from nodecli.ode.tableaus import TABLEAUS
@@ -63,7 +64,7 @@ class _Gauss(ForwardSolutionFunction):
                 fy = f(t, y)
                 (g,) = vjp(fy, lam, (y,))
             f.backpropagated += 1
-            return g.neg_()
+            return torch.zeros_like(lam) if g is None else g.neg_()  # None: f ignores y
 
         with torch.no_grad():
             sol = backward_solve(
@@ -74,7 +75,7 @@ class _Gauss(ForwardSolutionFunction):
         del sol  # lam_dense now holds the only references to the backward stages
         rule = gauss_legendre(n_gauss_points(spec.solver.method))
         grad_params = [torch.zeros_like(p) for p in params]
-        for i in range(lam_dense.n):
+        for i in range(lam_dense.n if params else 0):  # no parameter: no quadrature
             s, h = lam_dense.ts[i], lam_dense.hs[i]
             outputs, cotangents = [], []
             with torch.enable_grad():

@@ -21,14 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from nodecli.ode.dense import (
-    DenseOutput,
-    flat_cat,
-    grads_or_zeros,
-    mixed_norm,
-    split_flat,
-    vjp,
-)
+from nodecli.ode.autograd import flat_cat, grads_or_zeros, mixed_norm, split_flat, vjp
+from nodecli.ode.dense import DenseOutput
 from nodecli.ode.spec import SolveSpec, backward_solve, forward_solve
 
 
@@ -90,6 +84,8 @@ class _Interpolating(ForwardSolutionFunction):
         shape = grad_y1.shape
         n = grad_y1.numel()
         n_p = sum(p.numel() for p in params)
+        # a parameter of another dtype than the state: its adjoint is carried in the state's
+        cast = grad_y1.dtype if any(p.dtype != grad_y1.dtype for p in params) else None
 
         def augmented(t: float, a: Tensor) -> Tensor:
             lam = a[:n].view(shape)
@@ -100,7 +96,7 @@ class _Interpolating(ForwardSolutionFunction):
             f.backpropagated += 1
             if any(g is None for g in grads):
                 grads = grads_or_zeros(grads, (y, *params))
-            return flat_cat(grads).neg_()
+            return flat_cat(grads, cast).neg_()
 
         a1 = torch.cat([grad_y1.reshape(-1), grad_y1.new_zeros(n_p)])
         norm = mixed_norm((n, n_p), use=1 if spec.sensealg.seminorm else 2)

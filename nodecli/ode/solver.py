@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from nodecli.ode.errors import SolverError, nonfinite_initial_state
+from nodecli.ode.field import VectorField
 from nodecli.ode.settings import SolverSettings, fixed_step_count
 from nodecli.ode.stages import Plan, lincomb, lincomb_zero
 from nodecli.ode.stages import plan as make_plan
@@ -35,7 +36,6 @@ from nodecli.ode.tableaus import ADAPTIVE_METHODS, FIXED_METHODS, TABLEAUS
 
 __all__ = ["Solution", "SolverError", "Stepper", "integrate"]
 
-VectorField = Callable[[float, Tensor], Tensor]
 Norm = Callable[[Tensor], Tensor]
 # A fused implementation of one embedded RK step (for example a compiled one, see
 # nodecli.ode.compiled): (y, f(t, y), t, h) -> (y1, last stage, scaled RMS error norm).

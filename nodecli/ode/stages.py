@@ -9,18 +9,17 @@ compute bitwise the same values.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
 import torch
 from torch import Tensor
 
+from nodecli.ode.field import VectorField
 from nodecli.ode.tableaus import TABLEAUS, ButcherTableau
 
 __all__ = ["Plan", "lincomb", "lincomb_zero", "n_step_evals", "plan", "rk_step", "stages"]
 
-VectorField = Callable[[float, Tensor], Tensor]
 
 Terms = tuple[tuple[int, float], ...]
 

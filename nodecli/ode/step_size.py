@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from nodecli.ode.errors import SolverError, nonfinite_initial_state
+from nodecli.ode.field import VectorField
 
-VectorField = Callable[[float, Tensor], Tensor]
 Norm = Callable[[Tensor], Tensor]
 
 # Step-size controller constants, as torchdiffeq's RKAdaptiveStepsizeODESolver.

@@ -238,8 +238,11 @@ BOSH3 = ButcherTableau(
 
 # --- Dormand–Prince 8(7) ---------------------------------------------------------------
 # Prince & Dormand (1981) 13-stage pair exactly as in torchdiffeq's dopri8, which appends
-# a 14th stage f(t1, y1) (FSAL). No own dense output here (torchdiffeq keeps only a
-# midpoint weight set), so `interpolate` uses cubic Hermite for it.
+# a 14th stage f(t1, y1) (FSAL). Dense output as torchdiffeq's: the quartic through y0,
+# f0, y(t0 + h/2), y1 and f1, with y(t0 + h/2) = y0 + h Σ m_i k_i from torchdiffeq's
+# midpoint weights m (5th order: Σ m_i c_i^(q-1) = (1/2)^q/q for q <= 5). A 4th-order
+# interpolant (local error O(h^5)): far below the method's own 8th order, so between its
+# long steps y(t) is read less accurately than at the step ends (docs/odeint.md).
 _D8_A = (
     (),
     (1 / 18,),
@@ -356,6 +359,43 @@ _D8_BHAT = (
     0.0,
 )
 
+_D8_MID = (
+    0.04103130360739393,
+    0.0,
+    0.0,
+    0.0,
+    0.0,
+    0.05100562801991382,
+    0.2388930677412202,
+    0.3096870143996103,
+    -0.2172325471755352,
+    0.07833405679331928,
+    -0.0018614369715579948,
+    0.007072844202678841,
+    0.00690847373200576,
+    -0.013838404349047373,
+)
+
+
+def _quartic_dense(b: Coeffs, mid: Coeffs) -> tuple[Coeffs, ...]:
+    """b_i(θ) of the quartic through y0, f0 = k_0, y(½) = y0 + hΣ mid_i k_i, y1 and
+    f1 = k_last (an FSAL method), written as polynomials in θ (y0 cancels out)."""
+    last = len(b) - 1
+    polys = []
+    for i, (bi, mi) in enumerate(zip(b, mid, strict=True)):
+        d0, d1 = float(i == 0), float(i == last)
+        polys.append(
+            (
+                0.0,
+                d0,
+                d1 - 4.0 * d0 - 5.0 * bi + 16.0 * mi,
+                5.0 * d0 - 3.0 * d1 + 14.0 * bi - 32.0 * mi,
+                2.0 * d1 - 2.0 * d0 - 8.0 * bi + 16.0 * mi,
+            )
+        )
+    return tuple(polys)
+
+
 DOPRI8 = ButcherTableau(
     name="dopri8",
     order=8,
@@ -380,7 +420,7 @@ DOPRI8 = ButcherTableau(
     b_err=(*(b - bh for b, bh in zip(_D8_B, _D8_BHAT, strict=True)), 0.0),
     adaptive=True,
     fsal=True,
-    dense=None,
+    dense=_quartic_dense((*_D8_B, 0.0), _D8_MID),
 )
 
 # --- Fixed-step classics -------------------------------------------------------------------
