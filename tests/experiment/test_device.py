@@ -84,7 +84,7 @@ def test_a_run_resumed_on_another_device_records_it(tmp_path, monkeypatch, capsy
 
 
 def test_resume_may_change_the_device(tmp_path: Path) -> None:
-    from test_plumbing import write_record
+    from fake_records import write_record
 
     from nodecli.train.resume import resume_overrides
 
@@ -243,7 +243,7 @@ def test_cpu_and_cuda_gradients_agree(sensealg) -> None:
 def test_a_stored_config_lets_resume_change_the_device(tmp_path: Path) -> None:
     """check_stored_config compared device.name and device.threads with the stored
     config, so `resume=… device=cpu` (which README allows) was refused."""
-    from test_plumbing import write_record
+    from fake_records import write_record
 
     from nodecli.train.resume import check_resumable
 
