@@ -23,6 +23,8 @@ BUNDLE=$(cd "${1:-$REPO/build/gpu-bundle}" 2>/dev/null && pwd) || {
     exit 2
 }
 PYTHON=${PYTHON:-python3}
+# a path (not a bare name) made absolute without resolving links (a venv's python is one)
+case $PYTHON in */*) PYTHON="$(cd "$(dirname "$PYTHON")" && pwd)/$(basename "$PYTHON")" ;; esac
 OUT=${OUT:-$REPO/outputs/gpu-check}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
