@@ -29,6 +29,7 @@ OUT=${OUT:-$REPO/outputs/gpu-check}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/gpu-check.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT  # run records and compile caches: the results are in $OUT
 SITE=${GPU_CHECK_SITE:-$WORK/site}
 
 check() {
