@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # The known-good PyTorch pair; pyproject.toml states the ranges users can satisfy.
 TORCH_PIN := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo test test-fast lint bench gpu-bundle gpu-check gpu-dry-run clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,19 @@ lint: install
 bench: install
 	$(PY) benchmarks/bench_sweep.py --out benchmarks/RESULTS.md
 	$(PY) benchmarks/bench_odeint.py --out benchmarks/ODEINT.md
+
+# The device check (docs/gpu.md): the pure-Python wheels the GPU image lacks (nodecli's own
+# included) into build/gpu-bundle/, the size printed; gpu-check runs scripts/gpu_check.sh
+# with this Python (on the device machine: the command in docs/gpu.md); gpu-dry-run runs it
+# here on the CPU, in a fresh venv of torch, the image's other packages and the bundle.
+gpu-bundle:
+	PYTHON=$(PYTHON) scripts/gpu_bundle.sh build/gpu-bundle
+
+gpu-check: gpu-bundle
+	PYTHON=$(PYTHON) scripts/gpu_check.sh build/gpu-bundle
+
+gpu-dry-run: gpu-bundle
+	scripts/gpu_dry_run.sh build/gpu-bundle
 
 clean:
 	rm -rf $(VENV) outputs build *.egg-info
