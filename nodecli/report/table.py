@@ -24,8 +24,6 @@ from nodecli.console import Console, make_console
 from nodecli.report.aggregate import METRICS, NO_EPOCH, Summary
 from nodecli.report.grouping import LABEL_SEPARATOR, short_name
 
-FORMATS = ("rich", "markdown", "csv", "json", "latex")
-
 
 def _fmt(value: float, spec: str) -> str:
     return "–" if value is None or not math.isfinite(value) else format(value, spec)
