@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
+from nodecli.console import fit_streams
 from nodecli.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -96,6 +97,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    fit_streams()  # an ASCII terminal or PYTHONIOENCODING=ascii: `±` prints as `+/-`
     if not argv or argv[0] in ("-h", "--help", "help", "-V", "--version"):
         try:
             print(version_text() if argv and argv[0] in ("-V", "--version") else USAGE.rstrip())

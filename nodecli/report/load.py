@@ -89,10 +89,12 @@ def load_runs(
         )
         for key, value in {**run, **config}.items():
             # A list (the overrides) must stay one cell, not become a column of its own.
+            # Config values stay the Python objects the record holds: a column pandas
+            # typed per run would be float64 once one run's int exceeds int64
+            # (train.batch_size=2**63 printed every batch size as `128.0`).
             cells = pd.Series([value] * len(metrics), index=metrics.index, dtype=object)
-            metrics.insert(
-                len(metrics.columns), key, cells if isinstance(value, list) else cells.tolist()
-            )
+            keep = isinstance(value, list) or key in config
+            metrics.insert(len(metrics.columns), key, cells if keep else cells.tolist())
         frames.append(metrics)
     if not frames:
         df = pd.DataFrame(columns=[*RUN_COLUMNS, "epoch"])
