@@ -127,11 +127,13 @@ def report_command(args: list[str]) -> int:
     from nodecli.report.aggregate import DEFAULT_BASELINE, filter_runs, load_runs, summarize
     from nodecli.report.epochs import render_epochs
     from nodecli.report.grouping import resolve_key
-    from nodecli.report.load import warn
+    from nodecli.report.load import unstarted_jobs, warn
 
     if options.baseline is None:
         options.baseline = DEFAULT_BASELINE
     df = load_runs(run_dirs, options.stale_after)
+    for line in unstarted_jobs(options.paths, run_dirs):
+        warn(line)
     if df.empty:
         raise ConfigError(f"no run records found under {where}")
     df = filter_runs(df, options.where)
