@@ -16,8 +16,15 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev,launchers,trackers,hpo,peers]'
 	touch $@
 
+# Ends by saying how to run nodecli next: it is installed in .venv, not on the PATH.
 demo: install
 	$(VENV)/bin/nodecli train
+	@echo
+	@echo "nodecli is installed in $(VENV). Next, either activate it:"
+	@echo "    source $(VENV)/bin/activate"
+	@echo "    nodecli report"
+	@echo "or call it by its path:"
+	@echo "    $(VENV)/bin/nodecli report"
 
 # Every test, the slow subprocess ones included (what CI runs).
 test: install

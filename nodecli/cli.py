@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
+from nodecli.console import fit_streams
 from nodecli.errors import (
     EXIT_FAILED,
     EXIT_OK,
@@ -35,6 +36,7 @@ commands:
   gradcheck  every sensealg's gradient vs a float64 reference nodecli gradcheck solver.rtol=1e-6
   backends   which sensealg/solver each backend= supports    nodecli backends
   --help  this message; `nodecli train --help` lists every config group and key
+  --version, -V  the versions of nodecli, torch and Python
 """
 
 
@@ -70,6 +72,20 @@ def backends_command(args: list[str]) -> int:
     return run(args)
 
 
+def version_text() -> str:
+    """nodecli's, torch's and Python's versions, from the package metadata: importing
+    torch to ask it would take seconds."""
+    import platform
+
+    import nodecli
+    from nodecli.record.provenance import dist_version
+
+    return (
+        f"nodecli {nodecli.__version__} (torch {dist_version('torch')}, "
+        f"Python {platform.python_version()})"
+    )
+
+
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "train": train_command,
     "sweep": sweep_command,
@@ -81,8 +97,13 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE, end="")
+    fit_streams()  # an ASCII terminal or PYTHONIOENCODING=ascii: `±` prints as `+/-`
+    if not argv or argv[0] in ("-h", "--help", "help", "-V", "--version"):
+        try:
+            print(version_text() if argv and argv[0] in ("-V", "--version") else USAGE.rstrip())
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _closed_pipe()
         sys.exit(EXIT_OK if argv else EXIT_USAGE)
     command, rest = argv[0], argv[1:]
     if command not in COMMANDS:

@@ -27,11 +27,8 @@ import time
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-import torch.nn.functional as F
-from omegaconf import OmegaConf
 from rich.table import Table
 
 from nodecli.atomic import atomic_write_text
@@ -40,14 +37,14 @@ from nodecli.config.environment import check_environment
 from nodecli.config.schema import SENSEALGS, Config, all_keys
 from nodecli.console import make_console
 from nodecli.errors import EXIT_FAILED, ConfigError, raise_usage_errors
-from nodecli.experiment.data import load_dataset
-from nodecli.experiment.device import resolve_device, synchronize
-from nodecli.experiment.memory import measure_step
-from nodecli.experiment.model import build_model
 from nodecli.ode.methods import METHODS, Direct
-from nodecli.ode.solver import SolverError
 from nodecli.record.ownership import check_writable
-from nodecli.train.loop import failure_message, solve_spec
+
+# torch and the training stack are imported once the command line has been checked
+# (run_gradcheck, gradcheck_command): importing them takes seconds, and a refused
+# command line must be answered at once.
+if TYPE_CHECKING:
+    import torch
 
 console = make_console()
 
@@ -84,14 +81,7 @@ def parse_args(args: list[str]) -> tuple[argparse.Namespace, list[str]]:
     flags = [a for a in overrides if a.startswith("-")]
     if flags:
         raise ConfigError(f"unknown option {flags[0]} (nodecli gradcheck --help lists them)")
-    methods = [m.strip() for m in parsed.methods.split(",") if m.strip()]
-    bad = [m for m in methods if m not in SENSEALGS]
-    if bad or not methods:
-        raise ConfigError(
-            f"--methods={parsed.methods} is not valid; valid: comma-separated from "
-            + ", ".join(SENSEALGS)
-        )
-    parsed.methods = methods
+    parsed.methods = parse_methods(parsed.methods)
     if not (math.isfinite(parsed.ref_tol) and parsed.ref_tol > 0):
         raise ConfigError(
             f"--ref-tol={parsed.ref_tol} is out of range: it must be a positive finite number"
@@ -107,7 +97,26 @@ def parse_args(args: list[str]) -> tuple[argparse.Namespace, list[str]]:
     return parsed, overrides
 
 
+def parse_methods(text: str) -> list[str]:
+    """--methods: comma-separated sensealg names, each named once; a bad one is named
+    in the refusal, with the closest valid name when there is one."""
+    methods = list(dict.fromkeys(m.strip() for m in text.split(",") if m.strip()))
+    valid = ", ".join(SENSEALGS)
+    if not methods:
+        raise ConfigError(f"--methods={text!r} names no method; valid: {valid} (comma-separated)")
+    for name in methods:
+        if name not in SENSEALGS:
+            close = difflib.get_close_matches(name, SENSEALGS, n=1, cutoff=0.6)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"--methods: unknown method '{name}'{hint}; valid: {valid} (comma-separated)"
+            )
+    return methods
+
+
 def _flat_grad(model: torch.nn.Module) -> torch.Tensor:
+    import torch
+
     return torch.cat([p.grad.reshape(-1).double() for p in model.parameters()])
 
 
@@ -119,6 +128,15 @@ def run_gradcheck(
     repeats: int,
 ) -> dict[str, Any]:
     """Check every method in CONFIGS (sensealg name → composed config); return the report."""
+    import torch
+    import torch.nn.functional as F
+
+    from nodecli.experiment.data import load_dataset
+    from nodecli.experiment.device import resolve_device, synchronize
+    from nodecli.experiment.memory import measure_step
+    from nodecli.experiment.model import build_model
+    from nodecli.train.loop import solve_spec
+
     cfg = ref_cfg
     device = resolve_device(cfg.device.name)
     if cfg.device.threads is not None:
@@ -259,27 +277,52 @@ def check_sensealg_keys(base: list[str], methods: list[str]) -> None:
         )
 
 
+def claim_out_folder(out: Path) -> None:
+    """Claim OUT for this gradcheck as train and sweep claim theirs: a folder holding
+    anything (an earlier gradcheck.json, a run record, a user's files) is refused, so a
+    record is never silently replaced; a live gradcheck's claim refuses a second one."""
+    from nodecli.record.layout import folder_entries
+    from nodecli.record.ownership import claim_folder, live_owner
+
+    owner = live_owner(out) if out.is_dir() else None
+    if owner is not None:
+        raise ConfigError(
+            f"--out {out} is in use by {owner}; wait for it to finish or choose another folder"
+        )
+    entries = folder_entries(out)
+    if entries:
+        shown = ", ".join(entries[:3]) + (", …" if len(entries) > 3 else "")
+        raise ConfigError(
+            f"--out {out} is not empty (it holds {shown}); name a new or empty folder, "
+            "or leave --out out for a fresh one under outputs/gradcheck/"
+        )
+    check_writable(out)  # a file in the way or a read-only disk: exit 2 before the work
+    claim_folder(out, "gradcheck")
+
+
 def gradcheck_command(args: list[str]) -> int:
     if any(a in ("-h", "--help") for a in args):
         _parser().print_help()
         return 0
     parsed, overrides = parse_args(args)
+    # The config's numbers are used in --dtype (the reference is float64 anyway).
+    checked = {"dtype": parsed.dtype, "user": f"gradcheck --dtype={parsed.dtype}"}
     base = [o for o in overrides if not o.lstrip("+").startswith("sensealg=")]
     check_sensealg_keys(base, parsed.methods)
     chosen = [o for o in overrides if o not in base]
     if chosen:  # --methods decides the methods; a sensealg= choice is only checked
-        compose_config([o for o in base if not o.lstrip("+").startswith("sensealg.")] + chosen)
+        compose_config(
+            [o for o in base if not o.lstrip("+").startswith("sensealg.")] + chosen, **checked
+        )
     # The reference is direct: it gets the same per-method filtering as every method, so
     # sensealg.seminorm=true (meant for adjoint) does not make its config invalid.
-    ref_cfg = compose_config(method_overrides(base, "direct"))
+    ref_cfg = compose_config(method_overrides(base, "direct"), **checked)
     if ref_cfg.backend.name != "nodecli":  # else it would be silently ignored
         raise ConfigError(
             f"gradcheck checks nodecli's own gradient methods; backend={ref_cfg.backend.name} "
             "is not used here (compare backends with nodecli sweep backend=... and nodecli report)"
         )
-    check_environment(ref_cfg)
-    configs = {m: compose_config(method_overrides(base, m)) for m in parsed.methods}
-    dtype = torch.float64 if parsed.dtype == "float64" else torch.float32
+    configs = {m: compose_config(method_overrides(base, m), **checked) for m in parsed.methods}
     if parsed.out is not None:
         out = Path(parsed.out)
     else:
@@ -289,7 +332,16 @@ def gradcheck_command(args: list[str]) -> int:
             / now.strftime("%Y-%m-%d")
             / (now.strftime("%H-%M-%S") + "-" + secrets.token_hex(3))
         )
-    check_writable(out)  # a file in the way or a read-only disk: exit 2 before the work
+    check_environment(ref_cfg)  # imports torch: after every check of the command line
+    claim_out_folder(out)
+
+    import torch
+    from omegaconf import OmegaConf
+
+    from nodecli.ode.solver import SolverError
+    from nodecli.train.loop import failure_message
+
+    dtype = torch.float64 if parsed.dtype == "float64" else torch.float32
     try:
         report = run_gradcheck(configs, ref_cfg, dtype, parsed.ref_tol, parsed.repeats)
     except (SolverError, AssertionError) as exc:  # the solver gave up on this config

@@ -56,8 +56,9 @@ def composing() -> Iterator[Callable[..., DictConfig]]:
         GlobalHydra.instance().clear()
 
 
-def compose_config(overrides: list[str]) -> Config:
-    """Compose conf/ with OVERRIDES and validate it; raise ConfigError with one line."""
+def compose_config(overrides: list[str], dtype: str = "float32", user: str = "training") -> Config:
+    """Compose conf/ with OVERRIDES and validate it (its floats in DTYPE, the float type
+    USER runs in); raise ConfigError with one line."""
     parsed = list(zip(overrides, parse_overrides(overrides), strict=True))  # parsed once
     refuse_group_lists(parsed)
     refuse_deletions(parsed)
@@ -83,7 +84,7 @@ def compose_config(overrides: list[str]) -> Config:
             or explain_compose_error(exc, conf_dir())
         ) from exc
     assert isinstance(config, Config)
-    validate(config)
+    validate(config, dtype, user)
     check_trackers(config.logger)
     return config
 

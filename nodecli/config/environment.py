@@ -3,24 +3,16 @@ made before anything is written."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    pass
-
 from nodecli.config.schema import Config
 from nodecli.errors import ConfigError
 
 
 def check_environment(config: Config) -> None:
-    """Checks that need the machine or the disk: the device and the dataset files."""
-    # Imported here: data/device pull in torch, which `--help` and bad input never need.
-    from nodecli.config.fields import check_field
-    from nodecli.experiment.data import DatasetError, dataset_size, ensure_mnist
-    from nodecli.experiment.device import check_compiled_on, resolve_device
+    """Checks that need the machine or the disk: the peer library, the dataset files,
+    the device. The device comes last: asking for it imports torch (seconds), which the
+    other refusals must not wait for."""
+    from nodecli.experiment.data import DatasetError, dataset_size, ensure_mnist  # torch-free
 
-    resolve_device(config.device.name)
-    check_compiled_on(config.device.name, config.layer_style.name)
     check_backend_installed(config.backend.name)
     try:
         if config.dataset.name == "mnist":
@@ -40,6 +32,12 @@ def check_environment(config: Config) -> None:
             f"data.n={n} with data.split={config.data.split} leaves an empty train or test "
             "set; raise data.n or move data.split away from 0 and 1"
         )
+    from nodecli.experiment.device import check_compiled_on, resolve_device  # torch
+
+    resolve_device(config.device.name)
+    check_compiled_on(config.device.name, config.layer_style.name)
+    from nodecli.config.fields import check_field  # imports the user's module, and torch
+
     check_field(config)  # last: it imports the user's module and builds the field
 
 

@@ -14,6 +14,7 @@ Solver names come from `tableaus.TABLEAUS`, sensealg names from `methods.METHODS
 from __future__ import annotations
 
 import math
+import sys
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
@@ -138,36 +139,43 @@ MAX_SEED = 2**64 - 1
 
 FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max, without torch
 FLOAT32_TINY = 1.1754943508222875e-38  # torch.finfo(torch.float32).tiny (smallest normal)
+# The largest and the smallest normal number of each float type a config's numbers are
+# used in: training runs in float32; `nodecli gradcheck --dtype=float64` in float64.
+FLOAT_LIMITS = {
+    "float32": (FLOAT32_MAX, FLOAT32_TINY),
+    "float64": (sys.float_info.max, sys.float_info.min),
+}
 
 
-def _finite_floats(node: object, prefix: str = "") -> None:
-    """Every float in the config must be a number: nan and ±inf pass the type check
-    (and `inf > 0`), then fail at run time or silently mean 'no limit'."""
+def _finite_floats(
+    node: object, prefix: str = "", dtype: str = "float32", user: str = "training"
+) -> None:
+    """Every float in the config must be a number representable in DTYPE (what USER runs
+    in): nan and ±inf pass the type check (and `inf > 0`), then fail at run time or
+    silently mean 'no limit'; a number beyond DTYPE's range overflows or rounds to 0."""
+    largest, tiny = FLOAT_LIMITS[dtype]
     for f in fields(node):  # type: ignore[arg-type]
         value = getattr(node, f.name)
         if is_dataclass(value):
-            _finite_floats(value, f"{prefix}{f.name}.")
+            _finite_floats(value, f"{prefix}{f.name}.", dtype, user)
         elif isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{prefix}{f.name}={value} is not valid: it must be a finite number")
-        elif isinstance(value, float) and abs(value) > FLOAT32_MAX:
-            # The model trains in float32: train.lr=1e300 would fail mid-run with "value
-            # cannot be converted to type float without overflow".
+        elif isinstance(value, float) and abs(value) > largest:
             raise ConfigError(
-                f"{prefix}{f.name}={value} is out of range: training runs in float32, "
-                f"whose largest number is {FLOAT32_MAX:.4g}"
+                f"{prefix}{f.name}={value} is out of range: {user} runs in {dtype}, "
+                f"whose largest number is {largest:.4g}"
             )
-        elif isinstance(value, float) and 0.0 < abs(value) < FLOAT32_TINY:
-            # solver.rtol=atol=1e-300 became 0 in the float32 error test and failed at
-            # epoch 1 blaming a "diverged" state.
+        elif isinstance(value, float) and 0.0 < abs(value) < tiny:
             raise ConfigError(
-                f"{prefix}{f.name}={value} is out of range: training runs in float32, where "
-                f"it rounds to 0 (or loses precision); use at least {FLOAT32_TINY:.4g}"
+                f"{prefix}{f.name}={value} is out of range: {user} runs in {dtype}, where "
+                f"it rounds to 0 (or loses precision); use at least {tiny:.4g}"
             )
 
 
-def validate(cfg: Config) -> None:
-    """Check ranges and cross-field rules that types alone cannot express."""
-    _finite_floats(cfg)
+def validate(cfg: Config, dtype: str = "float32", user: str = "training") -> None:
+    """Check ranges and cross-field rules that types alone cannot express; the config's
+    floats must be representable in DTYPE, the float type USER runs in."""
+    _finite_floats(cfg, dtype=dtype, user=user)
     _choice("solver.method", cfg.solver.method, SOLVERS)
     _choice("sensealg.name", cfg.sensealg.name, SENSEALGS)
     _choice("device.name", cfg.device.name, DEVICES)

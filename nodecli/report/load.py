@@ -7,13 +7,21 @@ this module only finds, joins and tabulates them.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pandas as pd
 
-from nodecli.record.layout import CONFIG_FILE, METRICS_FILE, RUN_FILE, STALE_AFTER_S, find_run_dirs
+from nodecli.record.layout import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    RUN_FILE,
+    STALE_AFTER_S,
+    SWEEP_FILE,
+    find_run_dirs,
+)
 from nodecli.record.read import read_config, read_recorded_metrics, read_run_json, run_state
 
 RUN_COLUMNS = (
@@ -89,10 +97,12 @@ def load_runs(
         )
         for key, value in {**run, **config}.items():
             # A list (the overrides) must stay one cell, not become a column of its own.
+            # Config values stay the Python objects the record holds: a column pandas
+            # typed per run would be float64 once one run's int exceeds int64
+            # (train.batch_size=2**63 printed every batch size as `128.0`).
             cells = pd.Series([value] * len(metrics), index=metrics.index, dtype=object)
-            metrics.insert(
-                len(metrics.columns), key, cells if isinstance(value, list) else cells.tolist()
-            )
+            keep = isinstance(value, list) or key in config
+            metrics.insert(len(metrics.columns), key, cells if keep else cells.tolist())
         frames.append(metrics)
     if not frames:
         df = pd.DataFrame(columns=[*RUN_COLUMNS, "epoch"])
@@ -102,3 +112,33 @@ def load_runs(
         df = df[ordered + [c for c in df.columns if c not in ordered]]
     df.attrs["config_columns"] = list(config_columns)
     return df
+
+
+def unstarted_jobs(paths: Iterable[str | Path], run_dirs: Iterable[Path]) -> list[str]:
+    """One line per sweep folder under PATHS whose sweep.json plans more jobs than have
+    a run record among RUN_DIRS: the report shows only what has run, and would otherwise
+    read as the whole sweep."""
+    sweeps: dict[Path, Path] = {}
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_dir():
+            continue
+        for plan in [path / SWEEP_FILE, *path.rglob(SWEEP_FILE)]:
+            if plan.is_file():
+                sweeps.setdefault(plan.parent.resolve(), plan.parent)
+    found = [Path(d).resolve() for d in run_dirs]
+    lines = []
+    for resolved, shown in sorted(sweeps.items()):
+        try:
+            planned = json.loads((resolved / SWEEP_FILE).read_text(encoding="utf-8"))["n_jobs"]
+        except (OSError, ValueError, TypeError, KeyError):
+            continue  # a damaged plan says nothing about the jobs; the runs speak for it
+        if not isinstance(planned, int) or isinstance(planned, bool):
+            continue
+        have = sum(1 for d in found if d.is_relative_to(resolved))
+        if have < planned:
+            lines.append(
+                f"{shown}: {have} of the {planned} jobs its {SWEEP_FILE} plans have a run "
+                "record; the others have not started (or their folders are gone)"
+            )
+    return lines

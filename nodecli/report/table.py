@@ -24,8 +24,6 @@ from nodecli.console import Console, make_console
 from nodecli.report.aggregate import METRICS, NO_EPOCH, Summary
 from nodecli.report.grouping import LABEL_SEPARATOR, short_name
 
-FORMATS = ("rich", "markdown", "csv", "json", "latex")
-
 
 def _fmt(value: float, spec: str) -> str:
     return "–" if value is None or not math.isfinite(value) else format(value, spec)
@@ -65,13 +63,18 @@ def speedup_cell(row: pd.Series) -> str:
 def display_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
     """The group table as text cells: header and rows (shared by rich/markdown/LaTeX).
     The first header names the grouping keys once; each row's first cell is the short
-    label (`tsit5 · adjoint`)."""
-    headers = [summary.header, "runs", "epochs", *(h for _, h, _ in METRICS)]
+    label (`tsit5 · adjoint`).
+
+    The figures come in the order a study compares them, so that the first of the tables
+    a narrow terminal splits them into holds the epoch time and the speed-up: times,
+    accuracies, NFE, memory."""
+    with_speedup = summary.baseline is not None
+    first, *rest = METRICS  # the epoch time, then the speed-up
+    headers = [summary.header, "runs", "epochs", first[1]]
+    headers += ["speed-up"] if with_speedup else []
+    headers += [h for _, h, _ in rest]
     units = {c: memory_unit(summary, c) for c in summary.memory_columns}
     headers += [memory_header(c, units[c][0]) for c in summary.memory_columns]
-    with_speedup = summary.baseline is not None
-    if with_speedup:
-        headers.append("speed-up")
     rows = []
     for _, row in summary.groups.iterrows():
         runs = str(row["runs"])
@@ -79,11 +82,12 @@ def display_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
             runs += f" (+{row['incomplete']})"
         if row["mixed"]:
             runs += " mixed!"
-        cells = [row["group"], runs, str(row["epochs"])]
-        cells += [_cell(row, metric, spec) for metric, _, spec in METRICS]
+        low, high = int(row["epochs_min"]), int(row["epochs"])
+        cells = [row["group"], runs, str(high) if low == high else f"{low}–{high}"]
+        cells.append(_cell(row, first[0], first[2]))
+        cells += [speedup_cell(row)] if with_speedup else []
+        cells += [_cell(row, metric, spec) for metric, _, spec in rest]
         cells += [_cell(row, c, ".1f", units[c][1]) for c in summary.memory_columns]
-        if with_speedup:
-            cells.append(speedup_cell(row))
         rows.append(cells)
     return headers, rows
 
@@ -355,7 +359,11 @@ def render_latex(summary: Summary) -> str:
 
 
 def jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
+    """VALUE as JSON has it: numpy scalars as Python numbers, lists element by element,
+    NaN, inf and pandas' NA as null."""
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if value is pd.NA or (isinstance(value, float) and not math.isfinite(value)):
         return None
     if hasattr(value, "item"):
         return jsonable(value.item())
@@ -374,11 +382,25 @@ def render_json(summary: Summary) -> str:
         "determined": {k: short_name(v) for k, v in summary.determined.items()},
         "mixed": summary.mixed,
         "baseline": summary.baseline,
-        "groups": json_records(summary.groups),
+        "groups": [
+            {**row, **jsonable_dict(summary.key_values.get(row["group"], {}))}
+            for row in json_records(summary.groups)
+        ],
         "incomplete": json_records(summary.incomplete),
     }
     return json.dumps(data, indent=2) + "\n"
 
 
+def jsonable_dict(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: jsonable(v) for k, v in values.items()}
+
+
 def render_csv(summary: Summary) -> str:
-    return summary.groups.to_csv(index=False)
+    """The groups as CSV; a cell holding a list (the seeds) as its items joined by ' '."""
+    frame = summary.groups.copy()
+    for column in frame.columns:
+        if frame[column].map(lambda v: isinstance(v, list)).any():
+            frame[column] = frame[column].map(
+                lambda v: " ".join(map(str, v)) if isinstance(v, list) else v
+            )
+    return frame.to_csv(index=False)

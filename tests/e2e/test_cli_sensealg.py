@@ -67,7 +67,7 @@ def test_gradcheck_float64_default_record_dir(cli, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["--methods=nope"], "--methods=nope is not valid"),
+        (["--methods=adjoint,nope"], "unknown method 'nope'; valid: direct, adjoint"),
         (["--bogus"], "unknown option --bogus"),
         (["train.epoch=3"], "did you mean 'train.epochs'"),
     ],

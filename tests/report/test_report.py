@@ -526,7 +526,7 @@ def test_the_figure_is_written_before_a_closed_pipe_stops_the_tables(
 
     from nodecli.report.command import report_command
 
-    monkeypatch.setattr("nodecli.report.command.render_rich", closed_pipe)
+    monkeypatch.setattr("nodecli.report.table.render_rich", closed_pipe)
     with pytest.raises(BrokenPipeError):  # cli.main turns it into a quiet exit 141
         report_command([str(tmp_path), "--plot", str(tmp_path / "f.png")])
     assert (tmp_path / "f.png").stat().st_size > 0
