@@ -167,7 +167,6 @@ def validate(cfg: Config) -> None:
         cfg.solver.method,
         cfg.layer_style.name,
         cfg.solver.step_size,
-        cfg.solver.max_steps,
     )
     if unsupported:
         raise ConfigError(unsupported)

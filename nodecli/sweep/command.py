@@ -27,7 +27,7 @@ from nodecli.record.layout import RUN_FILE, folder_entries
 from nodecli.record.ownership import claim_folder, ensure_owned
 from nodecli.record.read import read_run_json, run_state
 from nodecli.record.run import now_iso
-from nodecli.signals import ForwardStop
+from nodecli.signals import ForwardStop, output_never_stops_work
 from nodecli.sweep.folders import find_job_dir, numbered_folders
 from nodecli.sweep.job import sweep_task
 from nodecli.sweep.plan import (
@@ -123,6 +123,13 @@ def register_sweeper() -> None:
 
 
 def sweep_command(args: list[str]) -> int:
+    # The jobs are the work, the output only a view of it: a closed pipe must not stop
+    # them (`nodecli sweep … | head` never ran job 1 and wrote no summary).
+    with output_never_stops_work():
+        return _sweep_command(args)
+
+
+def _sweep_command(args: list[str]) -> int:
     # Imported here: rich's console is only needed once a sweep really runs.
     from nodecli.console import make_console
 

@@ -24,6 +24,7 @@ from nodecli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, os_err
 from nodecli.record.layout import ATTEMPTS_DIR, CHECKPOINT_FILE, METRICS_FILE, RUN_FILE
 from nodecli.record.ownership import ClaimError, claim_folder, ensure_owned, release_folder
 from nodecli.record.read import read_recorded_metrics, read_run_json
+from nodecli.signals import output_never_stops_work
 from nodecli.sweep.plan import RESUME_KEY, read_sweep_file
 from nodecli.sweep.search import trial_result
 from nodecli.train.resume import validate_record
@@ -100,7 +101,8 @@ def sweep_task(cfg: DictConfig) -> int | float | None:
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
     plan = read_sweep_file(Path(hydra_cfg.sweep.dir))
-    code = run_job(cfg, job_dir, hydra_cfg.job.num, plan.get("n_jobs", "?"))
+    with output_never_stops_work():  # also in a launcher's worker process
+        code = run_job(cfg, job_dir, hydra_cfg.job.num, plan.get("n_jobs", "?"))
     objective = plan.get("objective")
     return trial_result(job_dir, objective) if isinstance(objective, str) else code
 

@@ -6,8 +6,10 @@ for a failed run: the record says what happened and the return value is the exit
 
 from __future__ import annotations
 
+import gc
 import math
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -299,6 +301,11 @@ def _run(
             return EXIT_USAGE
         except Exception as exc:  # the record must say what happened, whatever it was
             message = failure_message(exc)
+            # The traceback holds the failed batch's frames (its whole autograd graph):
+            # free them first, or a MemoryError leaves no memory to write the record with.
+            traceback.clear_frames(exc.__traceback__)
+            del exc
+            gc.collect()
             try:
                 record.finish("failed", error=message)
             except (OSError, ClaimLost) as again:  # e.g. the disk is still full
@@ -316,11 +323,22 @@ def _run(
     return EXIT_OK
 
 
+#: What a run out of memory can lower (memory grows with the batch and the solver's steps).
+MEMORY_ADVICE = (
+    "lower train.batch_size or solver.max_steps, shorten model.t1, or loosen solver.rtol/atol"
+)
+
+
 def failure_message(exc: BaseException) -> str:
     """One line for the record and the terminal; solver errors already say what helps."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, (TrainingError, SolverError, ResumeError)):
         return text
+    if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)) or (
+        isinstance(exc, RuntimeError) and "can't allocate memory" in text
+    ):
+        what = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        return f"out of memory ({what}): {MEMORY_ADVICE}"
     if isinstance(exc, OSError):  # a full disk, a folder removed: say which file
         return os_error_line(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -349,7 +367,8 @@ def _train(
         console.print(f"resuming {record.run_dir} after epoch {finished}")
     epochs = cfg.train.epochs
     n_batches = math.ceil(len(data.y_train) / cfg.train.batch_size)
-    compile_s = compile_model(model, cfg.train.batch_size, device)
+    with record.beating(), stopper.immediate():
+        compile_s = compile_model(model, cfg.train.batch_size, device)
     probe = MemoryProbe()
     results: list[EpochResult] = []
     with Progress(
@@ -367,38 +386,39 @@ def _train(
 
         def after_batch() -> None:
             progress.advance(task)
-            record.maybe_heartbeat()
-            stopper.check()
 
         for epoch in range(finished + 1, epochs + 1):
-            stopper.check()
             progress.update(task, epoch=epoch)
-            seconds, loss, nfe_f, nfe_b = train_epoch(
-                model,
-                optimizer,
-                data,
-                cfg.train.batch_size,
-                generator,
-                epoch,
-                device,
-                on_batch=after_batch,
-            )
-            # Like the reference's first epoch, ours includes compiling (done just before it,
-            # so it can be reported on its own as well); after a resume, the first new one.
-            first_compile = compile_s if epoch == finished + 1 else 0.0
-            memory = probe(model, data, cfg.train.batch_size, device)
-            result = EpochResult(
-                epoch=epoch,
-                train_time_s=seconds + first_compile,
-                compile_time_s=first_compile,
-                train_loss=loss,
-                train_acc=accuracy(model, data.x_train, data.y_train),
-                test_acc=accuracy(model, data.x_test, data.y_test),
-                nfe_forward=nfe_f,
-                nfe_backward=nfe_b,
-                hold_memory_bytes=memory.hold_bytes,
-                peak_memory_bytes=memory.peak_bytes,
-            )
+            # The epoch's computation writes nothing to the record: a stop is honoured at
+            # once inside it, and a thread keeps the heartbeat going through long batches.
+            with record.beating(), stopper.immediate():
+                seconds, loss, nfe_f, nfe_b = train_epoch(
+                    model,
+                    optimizer,
+                    data,
+                    cfg.train.batch_size,
+                    generator,
+                    epoch,
+                    device,
+                    on_batch=after_batch,
+                )
+                # Like the reference's first epoch, ours includes compiling (done just
+                # before it, so it can be reported on its own as well); after a resume,
+                # the first new one.
+                first_compile = compile_s if epoch == finished + 1 else 0.0
+                memory = probe(model, data, cfg.train.batch_size, device)
+                result = EpochResult(
+                    epoch=epoch,
+                    train_time_s=seconds + first_compile,
+                    compile_time_s=first_compile,
+                    train_loss=loss,
+                    train_acc=accuracy(model, data.x_train, data.y_train),
+                    test_acc=accuracy(model, data.x_test, data.y_test),
+                    nfe_forward=nfe_f,
+                    nfe_backward=nfe_b,
+                    hold_memory_bytes=memory.hold_bytes,
+                    peak_memory_bytes=memory.peak_bytes,
+                )
             # Metrics first, then the checkpoint: if a kill lands in between, resume
             # redoes this epoch from the previous checkpoint and rewrites its row.
             record.append_epoch(result.as_row())
