@@ -29,7 +29,7 @@ from nodecli.record.read import read_run_json, run_state
 from nodecli.record.run import now_iso
 from nodecli.signals import ForwardStop, output_never_stops_work
 from nodecli.sweep.folders import find_job_dir, numbered_folders
-from nodecli.sweep.job import sweep_task
+from nodecli.sweep.job import completed_jobs, sweep_task
 from nodecli.sweep.plan import (
     RESUME_KEY,
     SWEEP_FILE,
@@ -103,6 +103,7 @@ def write_sweep_file(plan: SweepPlan) -> None:
         "n_jobs": plan.search.n_trials if plan.search else len(plan.jobs),
         "jobs": plan.jobs,
         **({"job_dirs": plan.job_dirs} if plan.job_dirs else {}),
+        **({"job_configs": plan.job_configs} if plan.job_configs else {}),
     }
     if plan.search:  # the jobs are Optuna's trials, filled in as they run
         record["objective"] = plan.search.objective
@@ -110,7 +111,7 @@ def write_sweep_file(plan: SweepPlan) -> None:
     atomic_write_text(plan.sweep_dir / SWEEP_FILE, json.dumps(record, indent=2) + "\n")
 
 
-def register_sweeper() -> None:
+def register_sweeper(completed: set[int]) -> None:
     """Make conf/config.yaml's `hydra/sweeper=nodecli` known to Hydra: its plugin scan
     finds `hydra_plugins` modules in site-packages but not in an editable install, so
     register it the way Hydra documents (Plugins.register), here where every job has been
@@ -119,6 +120,7 @@ def register_sweeper() -> None:
 
     from hydra_plugins.nodecli_sweeper import ValidatedSweeper
 
+    ValidatedSweeper.completed = frozenset(completed)
     Plugins.instance().register(ValidatedSweeper)
 
 
@@ -154,6 +156,7 @@ def _sweep_command(args: list[str]) -> int:
         )
     if plan.resume:
         refuse_live_jobs(plan)  # under the claim: no other sweep can start one meanwhile
+        plan.completed = completed_jobs(plan.sweep_dir, plan.jobs, plan.job_dirs)
     write_sweep_file(plan)
     console = make_console()
     verb = "resuming" if plan.resume else "running"
@@ -183,7 +186,7 @@ def _sweep_command(args: list[str]) -> int:
         *plan.job_args,
         f"hydra.sweep.dir={quote_override_value(str(plan.sweep_dir))}",
     ]
-    register_sweeper()
+    register_sweeper(plan.completed)
     interrupted = launcher_failed = False
     stopped_by: int | None = None
     # The basic launcher's jobs take the signal themselves; SLURM jobs are not children

@@ -25,6 +25,7 @@ from nodecli.record.layout import ATTEMPTS_DIR, CHECKPOINT_FILE, METRICS_FILE, R
 from nodecli.record.ownership import ClaimError, claim_folder, ensure_owned, release_folder
 from nodecli.record.read import read_recorded_metrics, read_run_json
 from nodecli.signals import output_never_stops_work
+from nodecli.sweep.folders import find_job_dir
 from nodecli.sweep.plan import RESUME_KEY, read_sweep_file
 from nodecli.sweep.search import trial_result
 from nodecli.train.resume import validate_record
@@ -56,6 +57,16 @@ def record_status(job_dir: Path) -> str | None:
     return status
 
 
+def completed_jobs(sweep_dir: Path, jobs: list[list[str]], job_dirs: list[str]) -> set[int]:
+    """The numbers of the jobs whose record says completed: a resume skips them."""
+    done = set()
+    for num, job in enumerate(jobs):
+        job_dir = find_job_dir(sweep_dir, num, job, job_dirs)
+        if job_dir is not None and record_status(job_dir) == "completed":
+            done.add(num)
+    return done
+
+
 def archive_attempt(job_dir: Path) -> Path | None:
     """Move the record files of a previous attempt into JOB_DIR/attempts/<n>/."""
     present = [job_dir / name for name in RECORD_FILES if (job_dir / name).exists()]
@@ -80,15 +91,23 @@ def scheduler_restarts() -> int:
         return 0
 
 
-def restart_point(job_dir: Path, config: Config) -> tuple[int | None, str]:
-    """(epochs kept, why) for a restarted job: its record's finished epochs when the
-    record is whole, else (None, what is wrong) and the job starts over."""
-    if scheduler_restarts() < 1 or not (job_dir / RUN_FILE).exists():
+#: Records a resume continues from their last finished epoch: stopped (a signal) or cut
+#: off (killed, the machine lost) while running. A failed job starts over.
+CONTINUED = ("interrupted", "running")
+
+
+def restart_point(job_dir: Path, config: Config, status: str | None) -> tuple[int | None, str]:
+    """(epochs kept, why) for a job restarted by the scheduler, or resumed after it was
+    stopped (STATUS interrupted or running): its record's finished epochs when the record
+    is whole, else (None, what is wrong) and the job starts over."""
+    restarted = scheduler_restarts() >= 1
+    if not (restarted or status in CONTINUED) or not (job_dir / RUN_FILE).exists():
         return None, ""
     try:
-        return validate_record(job_dir, config, check_live=False), ""
+        kept = validate_record(job_dir, config, check_live=not restarted)
     except ConfigError as exc:
         return None, str(exc)
+    return kept, ""
 
 
 def sweep_task(cfg: DictConfig) -> int | float | None:
@@ -137,10 +156,11 @@ def run_job(cfg: DictConfig, job_dir: Path, num: int, total: object) -> int:
         # Checked before the sweep too, but only here do values read from the job's own
         # environment (hydra.job.env_set + ${oc.env:…}) resolve: train.lr=-1 got through.
         validate(config)
-        kept, why = restart_point(job_dir, config)
+        kept, why = restart_point(job_dir, config, status)
         if kept is not None:
             config.resume = str(job_dir)
-            note = f" (restarted by the scheduler: continuing after epoch {kept})"
+            by = "restarted by the scheduler" if scheduler_restarts() >= 1 else f"was {status}"
+            note = f" ({by}: continuing after epoch {kept})"
         else:
             moved = archive_attempt(job_dir)
             note = f" (previous {status} record moved to {moved})" if moved else ""
