@@ -224,9 +224,13 @@ def _sweep_command(args: list[str]) -> int:
     if interrupted:
         raise KeyboardInterrupt
     if stopped_by is not None:
+        then = (  # sweep.resume refuses searches: advise only what works
+            "an Optuna search cannot be continued; start a new one (`nodecli report` reads both)"
+            if plan.search
+            else f"continue with `{resume_command(plan)}`"
+        )
         print(
-            f"[sweep] stopped; {len(failed)} of {len(results)} job(s) did not complete; "
-            f"continue with `{resume_command(plan)}`",
+            f"[sweep] stopped; {len(failed)} of {len(results)} job(s) did not complete; {then}",
             flush=True,
         )
         return stopped_by

@@ -120,14 +120,18 @@ def sweep_task(cfg: DictConfig) -> int | float | None:
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
     plan = read_sweep_file(Path(hydra_cfg.sweep.dir))
-    with output_never_stops_work():  # also in a launcher's worker process
-        code = run_job(cfg, job_dir, hydra_cfg.job.num, plan.get("n_jobs", "?"))
     objective = plan.get("objective")
+    with output_never_stops_work():  # also in a launcher's worker process
+        code = run_job(
+            cfg, job_dir, hydra_cfg.job.num, plan.get("n_jobs", "?"), isinstance(objective, str)
+        )
     return trial_result(job_dir, objective) if isinstance(objective, str) else code
 
 
-def run_job(cfg: DictConfig, job_dir: Path, num: int, total: object) -> int:
-    """Claim JOB_DIR, then skip, continue or (re)train the job; return its exit code."""
+def run_job(cfg: DictConfig, job_dir: Path, num: int, total: object, trial: bool = False) -> int:
+    """Claim JOB_DIR, then skip, continue or (re)train the job; return its exit code.
+    A TRIAL of an Optuna search is not continued by `sweep.resume` (which refuses
+    searches), so its stop advises no command."""
     from hydra.core.hydra_config import HydraConfig
 
     # Imported here: the training stack is only needed in the process that trains.
@@ -167,7 +171,7 @@ def run_job(cfg: DictConfig, job_dir: Path, num: int, total: object) -> int:
             note += f" (restarted, but the record cannot be continued: {why})" if why else ""
         print(f"[sweep] {label} started: {what} -> {job_dir}{note}", flush=True)
         # A job is continued by resuming its sweep, never by `nodecli train resume=`.
-        again = f"nodecli sweep {shell_override(RESUME_KEY, str(sweep_dir))}"
+        again = "" if trial else f"nodecli sweep {shell_override(RESUME_KEY, str(sweep_dir))}"
         code = run_experiment(config, job_dir, overrides, resume_hint=again)
     except ConfigError as exc:
         print(f"[sweep] {label} not run: {exc}", flush=True)

@@ -237,7 +237,8 @@ def run_experiment(
 
     Whatever happens, the record ends with a status: completed (0), failed (1) or
     interrupted (128 + signal: 130 for Ctrl-C, 143 for SIGTERM). RESUME_HINT is the
-    command that continues an interrupted run (a sweep job's is its sweep's resume).
+    command that continues an interrupted run (a sweep job's is its sweep's resume; ""
+    where none can, as for an Optuna trial).
     """
     if cfg.device.threads is not None:
         torch.set_num_threads(cfg.device.threads)
@@ -261,7 +262,11 @@ def run_experiment(
         )
     trackers = Trackers(cfg.logger, record.run_dir, flatten(asdict(cfg)))
     try:
-        hint = resume_hint or f"nodecli train {shell_override('resume', str(run_dir))}"
+        hint = (
+            f"nodecli train {shell_override('resume', str(run_dir))}"
+            if resume_hint is None
+            else resume_hint
+        )
         return _run(cfg, device, record, trackers.log_epoch, hint)
     finally:
         trackers.finish(str(record.info.get("status")))
@@ -287,6 +292,8 @@ def _run(
                     f"[yellow]run interrupted[/yellow] ({stop}) after epoch {done}; "
                     "its signal handler (the launcher's requeue) takes over"
                 )
+            elif not resume_hint:  # e.g. an Optuna trial: its search cannot be continued
+                err_console.print(f"[yellow]run interrupted[/yellow] ({stop})")
             else:
                 err_console.print(
                     f"[yellow]run interrupted[/yellow] ({stop}); resume with:\n"
