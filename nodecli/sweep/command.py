@@ -53,8 +53,10 @@ usage: nodecli sweep [-m] [group=a,b ...] [key=x,y ...] [sweep.resume=DIR] [hydr
 
 Runs every combination of the comma-separated values (Hydra multirun) under
 outputs/sweeps/<date>/<time>/<num>_<overrides>/ (jobs numbered from 0), then prints a
-summary of every job. Exit code 0 when every job completed, 1 when any failed, 2 for a
-bad command line or folder, 130 / 143 when stopped by Ctrl-C / SIGTERM.
+summary of every job. One line per job; sweep.verbose=true adds each job's epoch lines
+and table, as `nodecli train` prints them. Exit code 0 when every job completed, 1 when
+any failed, 2 for a bad command line or folder, 128 + signal when stopped (130 Ctrl-C,
+143 SIGTERM, 129 SIGHUP).
 
   nodecli sweep sensealg=adjoint,direct seed=0,1,2 train.epochs=2
   nodecli sweep sweep.resume=outputs/sweeps/2026-01-01/12-00-00   # re-run failed jobs
@@ -104,6 +106,7 @@ def write_sweep_file(plan: SweepPlan) -> None:
         "jobs": plan.jobs,
         **({"job_dirs": plan.job_dirs} if plan.job_dirs else {}),
         **({"job_configs": plan.job_configs} if plan.job_configs else {}),
+        "verbose": plan.verbose,
     }
     if plan.search:  # the jobs are Optuna's trials, filled in as they run
         record["objective"] = plan.search.objective

@@ -11,9 +11,11 @@ starting over, so no finished epoch is trained twice.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
+from typing import TextIO
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -121,17 +123,35 @@ def sweep_task(cfg: DictConfig) -> int | float | None:
     job_dir = Path(hydra_cfg.runtime.output_dir)
     plan = read_sweep_file(Path(hydra_cfg.sweep.dir))
     objective = plan.get("objective")
+    # Quiet unless sweep.verbose=true: a job's epoch lines and table (14 lines for the
+    # reference) made a 10-job sweep print 272 lines; errors still go to stderr.
+    quiet = open(os.devnull, "w") if plan.get("verbose") is not True else None  # noqa: SIM115
     with output_never_stops_work():  # also in a launcher's worker process
         code = run_job(
-            cfg, job_dir, hydra_cfg.job.num, plan.get("n_jobs", "?"), isinstance(objective, str)
+            cfg,
+            job_dir,
+            hydra_cfg.job.num,
+            plan.get("n_jobs", "?"),
+            isinstance(objective, str),
+            quiet,
         )
+    if quiet is not None:
+        quiet.close()
     return trial_result(job_dir, objective) if isinstance(objective, str) else code
 
 
-def run_job(cfg: DictConfig, job_dir: Path, num: int, total: object, trial: bool = False) -> int:
+def run_job(
+    cfg: DictConfig,
+    job_dir: Path,
+    num: int,
+    total: object,
+    trial: bool = False,
+    quiet: TextIO | None = None,
+) -> int:
     """Claim JOB_DIR, then skip, continue or (re)train the job; return its exit code.
     A TRIAL of an Optuna search is not continued by `sweep.resume` (which refuses
-    searches), so its stop advises no command."""
+    searches), so its stop advises no command. QUIET, when given, takes the training's
+    own standard output (epoch lines, table); the job's [sweep] lines stay."""
     from hydra.core.hydra_config import HydraConfig
 
     # Imported here: the training stack is only needed in the process that trains.
@@ -172,7 +192,8 @@ def run_job(cfg: DictConfig, job_dir: Path, num: int, total: object, trial: bool
         print(f"[sweep] {label} started: {what} -> {job_dir}{note}", flush=True)
         # A job is continued by resuming its sweep, never by `nodecli train resume=`.
         again = "" if trial else f"nodecli sweep {shell_override(RESUME_KEY, str(sweep_dir))}"
-        code = run_experiment(config, job_dir, overrides, resume_hint=again)
+        with contextlib.redirect_stdout(quiet) if quiet else contextlib.nullcontext():
+            code = run_experiment(config, job_dir, overrides, resume_hint=again)
     except ConfigError as exc:
         print(f"[sweep] {label} not run: {exc}", flush=True)
         return EXIT_USAGE

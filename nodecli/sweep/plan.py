@@ -44,7 +44,8 @@ from nodecli.sweep.search import (
 )
 
 RESUME_KEY = "sweep.resume"
-SWEEP_KEYS = (RESUME_KEY, OBJECTIVE_KEY)  # nodecli sweep's own keys, not the jobs' config
+VERBOSE_KEY = "sweep.verbose"  # true: every job's epoch lines and table, as `train` prints
+SWEEP_KEYS = (RESUME_KEY, OBJECTIVE_KEY, VERBOSE_KEY)  # nodecli sweep's own keys
 
 
 @dataclass
@@ -59,6 +60,7 @@ class SweepPlan:
     job_args: list[str] = field(default_factory=list)  # as typed: sweep lists unexpanded
     search: Search | None = None  # hydra/sweeper=optuna: jobs are Optuna's trials
     job_dirs: list[str] = field(default_factory=list)  # a custom subdir's folder per job
+    verbose: bool = False  # sweep.verbose=true: each job prints what `train` prints
     #: each job's composed config, flattened (stored in sweep.json; resume compares)
     job_configs: list[dict[str, Any]] = field(default_factory=list)
     #: jobs a resume skips (already completed): Hydra writes nothing into their folders
@@ -143,6 +145,12 @@ def rebuild_from_hydra(sweep_dir: Path) -> dict[str, Any]:
 
 def plan_sweep(overrides: list[str]) -> SweepPlan:
     """Split the command line into job / Hydra / resume parts and decide the sweep dir."""
+    plan, verbose = _plan_sweep(overrides)
+    plan.verbose = verbose
+    return plan
+
+
+def _plan_sweep(overrides: list[str]) -> tuple[SweepPlan, bool]:
     parsed = parse_overrides(overrides)
     resume: str | None = None
     sweep_dir: str | None = None
@@ -151,9 +159,15 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
     fixed: list[str] = []  # job overrides that are not lists: the same in every job
     hydra: list[str] = []
     sweep_dir_text = ""
+    verbose = False
     for text, override in zip(overrides, parsed, strict=True):
         key = override.get_key_element()
-        if key == OBJECTIVE_KEY:
+        if key == VERBOSE_KEY:
+            value = override.value()
+            if override.is_sweep_override() or not isinstance(value, bool):
+                raise ConfigError(f"{text} is not valid; valid: {VERBOSE_KEY}=true or false")
+            verbose = value
+        elif key == OBJECTIVE_KEY:
             value = override.value()
             if override.is_sweep_override() or not isinstance(value, str):
                 raise ConfigError(
@@ -207,7 +221,7 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
                 f"{RESUME_KEY} cannot continue an Optuna search (its sampler state lived in "
                 "the sweep's process); start a new search, `nodecli report` reads both"
             )
-        return _plan_resume(Path(resume), resume, sweep_dir, job, hydra)
+        return _plan_resume(Path(resume), resume, sweep_dir, job, hydra), verbose
     if is_search(hydra):
         search = plan_search(job, hydra, objective)
         given = Path(sweep_dir) if sweep_dir is not None else Path()
@@ -215,12 +229,12 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
             refuse_used_sweep_dir(given, sweep_dir)
         return SweepPlan(
             given, [], hydra, dir_given=sweep_dir is not None, job_args=job, search=search
-        )
+        ), verbose
     if sweep_dir is not None:
         given = Path(sweep_dir)
         refuse_used_sweep_dir(given, sweep_dir)
-        return SweepPlan(given, expand_jobs(job), hydra, dir_given=True, job_args=job)
-    return SweepPlan(Path(), expand_jobs(job), hydra, job_args=job)
+        return SweepPlan(given, expand_jobs(job), hydra, dir_given=True, job_args=job), verbose
+    return SweepPlan(Path(), expand_jobs(job), hydra, job_args=job), verbose
 
 
 def refuse_used_sweep_dir(given: Path, sweep_dir: str) -> None:
