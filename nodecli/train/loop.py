@@ -7,6 +7,7 @@ for a failed run: the record says what happened and the return value is the exit
 from __future__ import annotations
 
 import gc
+import logging
 import math
 import time
 import traceback
@@ -45,6 +46,10 @@ from nodecli.train.auto_device import choose_device
 
 console = make_console()
 err_console = make_console(stderr=True)
+# layer_style=compiled: torch.compile imports torch.utils.cpp_extension, which logs "No CUDA
+# runtime is found, using CUDA_HOME=…" on every machine without a GPU; it concerns only
+# building C++ extensions, which nodecli never does. Only that logger is quietened.
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
 class TrainingError(RuntimeError):
