@@ -320,7 +320,7 @@ def _run(
             gc.collect()
             try:
                 record.finish("failed", error=message)
-            except (OSError, ClaimLost) as again:  # e.g. the disk is still full
+            except (OSError, ClaimLost, MemoryError) as again:  # e.g. the disk is still full
                 message += f"; the record could not be updated either ({again})"
             err_console.print(f"[red]run failed:[/red] {escape(message)}\nrecord: {run_dir}")
             return EXIT_FAILED
