@@ -126,7 +126,7 @@ def measure_step(
 
 #: CPU steps with more vector-field evaluations than this (forward and backward) are not
 #: profiled: their peak is NaN ("n/a"), their held bytes are still measured.
-PROFILE_MAX_EVALUATIONS = 20_000
+PROFILE_MAX_EVALUATIONS = 5_000
 
 
 class MemoryProbe:
