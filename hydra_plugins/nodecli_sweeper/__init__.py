@@ -17,7 +17,21 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 
 
 class ValidatedSweeper(BasicSweeper):
-    """Hydra's BasicSweeper for batches that `nodecli sweep` validated before Hydra ran."""
+    """Hydra's BasicSweeper for batches that `nodecli sweep` validated before Hydra ran.
+
+    `completed` (set by `nodecli sweep` on a resume) numbers the jobs whose record is
+    complete: they still run, under their own number and folder, to say "skipped", but
+    with `hydra.output_subdir=null`, so Hydra does not rewrite their .hydra/ files."""
+
+    completed: frozenset[int] = frozenset()
+
+    def get_job_batch(self) -> Sequence[Sequence[str]]:
+        first = sum(len(b) for b in (self.overrides or [])[: self.batch_index])
+        batch = super().get_job_batch()
+        return [
+            [*job, "hydra.output_subdir=null"] if first + i in self.completed else job
+            for i, job in enumerate(batch)
+        ]
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         """Nothing left to check: validate_jobs composed each of these jobs already."""

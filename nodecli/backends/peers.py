@@ -4,7 +4,10 @@
 way the library's documentation shows (torchdiffeq `odeint` / `odeint_adjoint`, torchdyn
 `NeuralODE`, torchode `ODETerm` + step method + `IntegralController` + adjoint object).
 Every library evaluates the same vector field through nodecli's `PeerCounter`, so the
-NFE columns count the same thing as for backend=nodecli. The libraries are imported only
+NFE columns count the same thing as for backend=nodecli, and every solve is bounded the
+same way: `solver.max_steps` steps' worth of evaluations per solve, whatever the library
+(torchdyn has no step limit of its own; a long horizon ran until the machine ran out of
+memory). The libraries are imported only
 when their backend is built: importing them costs start-up time (torchdiffeq pulls in
 scipy) and they are optional (the `peers` extra).
 """
@@ -21,6 +24,7 @@ from nodecli.backends.registry import MATRIX
 from nodecli.ode.counting import CountingField
 from nodecli.ode.errors import SolverError
 from nodecli.ode.spec import SolveSpec
+from nodecli.ode.tableaus import TABLEAUS
 from nodecli.ode.vector_field import StyledField
 
 __all__ = ["PeerCounter", "peer_solver"]
@@ -29,18 +33,42 @@ PeerSolve = Callable[[Tensor], Tensor]
 
 
 class PeerCounter(CountingField):
-    """nodecli's counting wrapper with the peers' backward passes counted like nodecli's.
+    """nodecli's counting wrapper with the peers' backward passes counted like nodecli's,
+    and the evaluation bound that stands in for a step limit the library may lack.
 
     Backpropagated solves (direct): when the gradient reaches y(t1), one VJP per recorded
     forward evaluation (as `direct`). Adjoint solves: every evaluation during backward
     is an f call plus the VJP the library takes of it, 2 each (as nodecli's adjoints).
+    One solve (forward, or an adjoint's backward) may take at most `max_evaluations`
+    evaluations (set by `limit`); one more is a SolverError naming solver.max_steps.
     """
 
     def __init__(self, f: Callable[[float | Tensor, Tensor], Tensor], autonomous: bool) -> None:
         super().__init__(f, autonomous=autonomous)
         self.in_backward = False
+        self.in_solve = 0  # evaluations in the current solve
+        self.max_evaluations: int | None = None
+        self._limit_text = ""
+
+    def limit(self, backend: str, method: str, max_steps: int) -> None:
+        """Bound each solve to MAX_STEPS steps of METHOD (its stages each, plus the two
+        evaluations a library may spend choosing the first step)."""
+        stages = len(TABLEAUS[method].c)
+        self.max_evaluations = (max_steps + 2) * stages
+        self._limit_text = (
+            f"backend={backend} exceeded solver.max_steps={max_steps} "
+            f"({self.max_evaluations} evaluations of the vector field in one "
+        )
 
     def __call__(self, t: float | Tensor, y: Tensor) -> Tensor:
+        self.in_solve += 1
+        if self.max_evaluations is not None and self.in_solve > self.max_evaluations:
+            which = "backward (adjoint) solve" if self.in_backward else "solve"
+            raise SolverError(
+                f"{self._limit_text}{which}): raise solver.max_steps, loosen "
+                "solver.rtol/atol, or shorten model.t1 (for a fixed-step solver: raise "
+                "solver.step_size)"
+            )
         out = super().__call__(t, y)
         if self.in_backward and out.requires_grad:
             self.backpropagated += 1  # the library's VJP of this evaluation
@@ -49,6 +77,7 @@ class PeerCounter(CountingField):
     def begin(self) -> int:
         """Call before a forward solve; returns the mark `finish` needs."""
         self.in_backward = False
+        self.in_solve = 0
         return self._recorded
 
     def finish(self, y1: Tensor, recorded_before: int) -> None:
@@ -58,6 +87,7 @@ class PeerCounter(CountingField):
 
             def hook(grad: Tensor) -> None:
                 self.in_backward = True
+                self.in_solve = 0
 
             y1.register_hook(hook)
 
@@ -103,7 +133,7 @@ def _torchdiffeq(spec: SolveSpec, field: StyledField, counter: PeerCounter, t1: 
     common = dict(rtol=solver.rtol, atol=solver.atol, method=solver.method, options=options)
     adjoint = method.name == "adjoint"
 
-    def solve(y0: Tensor) -> Tensor:
+    def odeint(y0: Tensor) -> Tensor:
         t = torch.tensor([0.0, t1], dtype=y0.dtype, device=y0.device)
         if not adjoint:
             return torchdiffeq.odeint(counter, y0, t, **common)[-1]
@@ -118,6 +148,17 @@ def _torchdiffeq(spec: SolveSpec, field: StyledField, counter: PeerCounter, t1: 
             adjoint_options={"norm": "seminorm"} if method.seminorm else None,  # type: ignore[attr-defined]
             adjoint_params=params,
         )[-1]
+
+    def solve(y0: Tensor) -> Tensor:
+        try:
+            return odeint(y0)
+        except AssertionError as exc:  # torchdiffeq's own step limit is an assert
+            if "max_num_steps" not in str(exc):
+                raise
+            raise SolverError(
+                f"backend=torchdiffeq exceeded solver.max_steps={solver.max_steps}: raise "
+                "solver.max_steps, loosen solver.rtol/atol, or shorten model.t1"
+            ) from None
 
     return solve
 
@@ -209,5 +250,7 @@ assert set(_BUILDERS) == set(MATRIX), "every backend in the matrix has a builder
 def peer_solver(
     backend: str, spec: SolveSpec, field: StyledField, counter: PeerCounter, t1: float
 ) -> PeerSolve:
-    """The solve y0 → y(t1) of BACKEND (validated against `MATRIX` by the config)."""
+    """The solve y0 → y(t1) of BACKEND (validated against `MATRIX` by the config),
+    each solve bounded through COUNTER by solver.max_steps."""
+    counter.limit(backend, spec.solver.method, spec.solver.max_steps)
     return _BUILDERS[backend](spec, field, counter, t1)

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from nodecli.ode.settings import SolverSettings  # torch-free
-
 __all__ = [
     "BACKENDS",
     "MATRIX",
@@ -54,8 +52,12 @@ class PeerSupport:
     fixed_step_solvers: tuple[str, ...] = ()
     #: sensealg → layer styles it cannot run with this library
     style_exclusions: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    #: sensealgs whose solve takes a step limit (`solver.max_steps`); the others have none
-    step_limit_sensealgs: tuple[str, ...] = ()
+
+    @property
+    def step_limit_sensealgs(self) -> tuple[str, ...]:
+        """Sensealgs whose solves honour `solver.max_steps`: all of them, since nodecli's
+        counting wrapper bounds every peer solve's evaluations (nodecli.backends.peers)."""
+        return tuple(self.sensealgs)
 
 
 #: backend → what it supports. The README's backend matrix is this table.
@@ -77,7 +79,6 @@ MATRIX: dict[str, PeerSupport] = {
         },
         option_keys=("seminorm", "adjoint_rtol", "adjoint_atol"),
         fixed_step_solvers=("rk4", "midpoint", "euler"),
-        step_limit_sensealgs=("direct", "adjoint"),
     ),
     "torchdyn": PeerSupport(
         distribution="torchdyn",
@@ -97,12 +98,8 @@ MATRIX: dict[str, PeerSupport] = {
         # module, which the functional style's once-per-solve weights never see: its ODE
         # gradients came out zero (or, for 1-D states, a shape error).
         style_exclusions={"adjoint": ("functional",)},
-        step_limit_sensealgs=("direct",),  # BacksolveAdjoint takes no max_steps
     ),
 }
-
-#: solver.max_steps's default: any other value asks for a step limit.
-DEFAULT_MAX_STEPS = SolverSettings().max_steps
 
 #: Every backend, the default first.
 BACKENDS: tuple[str, ...] = ("nodecli", *MATRIX)
@@ -141,7 +138,6 @@ def check_combination(
     solver: str,
     layer_style: str,
     step_size: float | None = None,
-    max_steps: int = DEFAULT_MAX_STEPS,
 ) -> str | None:
     """None when BACKEND runs this combination, else one line naming what it supports.
 
@@ -149,8 +145,8 @@ def check_combination(
     counterpart for must stay at its neutral value (gauss's checkpointing=true has no
     neutral value, but gauss itself is no peer's). STEP_SIZE (solver.step_size) is taken
     only by the library's fixed-step solvers: its adaptive ones have no fixed-step mode.
-    MAX_STEPS (solver.max_steps) other than its default needs a solve with a step limit:
-    silently ignoring it would let a user believe the limit holds."""
+    solver.max_steps is not checked: every peer solve honours it (nodecli's counting
+    wrapper bounds the evaluations), so raising it is always a way out of a step limit."""
     if backend not in MATRIX:
         return None
     s = MATRIX[backend]
@@ -165,10 +161,6 @@ def check_combination(
         problem = f"layer_style={layer_style} with sensealg={sensealg}"
     elif step_size is not None and solver not in s.fixed_step_solvers:
         problem = f"solver.step_size={step_size} with solver={solver}"
-    elif max_steps != DEFAULT_MAX_STEPS and sensealg not in s.step_limit_sensealgs:
-        problem = f"solver.max_steps={max_steps} with sensealg={sensealg}"
-    elif max_steps != DEFAULT_MAX_STEPS and solver in s.fixed_step_solvers:
-        problem = f"solver.max_steps={max_steps} with solver={solver}"  # steps are fixed
     else:
         for key, value in options.items():
             if key in _NEUTRAL and key not in s.option_keys and value != _NEUTRAL[key]:
@@ -182,9 +174,8 @@ def check_combination(
         return None
     keys = ", ".join(f"sensealg.{k}" for k in s.option_keys) or "none"
     fixed = ", ".join(s.fixed_step_solvers) or "none"
-    limited = ", ".join(f"sensealg={a}" for a in s.step_limit_sensealgs) or "none"
     return (
         f"backend={backend} does not support {problem}; {backend} supports: "
-        f"{supported_text(backend)}; sensealg keys: {keys}; solver.step_size: {fixed}; "
-        f"solver.max_steps: {limited} (nodecli backends lists the matrix)"
+        f"{supported_text(backend)}; sensealg keys: {keys}; solver.step_size: {fixed} "
+        "(nodecli backends lists the matrix)"
     )

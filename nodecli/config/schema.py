@@ -189,7 +189,6 @@ def validate(cfg: Config, dtype: str = "float32", user: str = "training") -> Non
         cfg.solver.method,
         cfg.layer_style.name,
         cfg.solver.step_size,
-        cfg.solver.max_steps,
     )
     if unsupported:
         raise ConfigError(unsupported)

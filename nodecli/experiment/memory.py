@@ -12,7 +12,9 @@
   allocator's `max_memory_allocated` (after `reset_peak_memory_stats`) minus
   `memory_allocated` at the start. On CPU: PyTorch's profiler with `profile_memory=True`;
   its allocation/free events, in time order, summed to a running total whose maximum is
-  the peak. NaN where neither is available (e.g. MPS).
+  the peak. NaN where neither is available (e.g. MPS), and on CPU for a step of more
+  than PROFILE_MAX_EVALUATIONS evaluations: the profiler keeps an event per operation,
+  gigabytes for a long solve (a long model.t1 took the machine's memory).
 """
 
 from __future__ import annotations
@@ -122,6 +124,11 @@ def measure_step(
     return StepMemory(float(saved.bytes), math.nan)
 
 
+#: CPU steps with more vector-field evaluations than this (forward and backward) are not
+#: profiled: their peak is NaN ("n/a"), their held bytes are still measured.
+PROFILE_MAX_EVALUATIONS = 5_000
+
+
 class MemoryProbe:
     """Hold and peak memory of one training step on the first training batch.
 
@@ -131,9 +138,10 @@ class MemoryProbe:
 
     On CPU the peak needs the profiler (~10 ms a probe, most of a sweep job's overhead
     besides Hydra). The peak is a function of the step's operation sequence, which is
-    fixed by its evaluation counts and the bytes it holds: a probe whose (forward
-    evaluations, backward evaluations, held bytes) were seen before measures the held
-    bytes alone (saved-tensor hooks, no profiler) and reuses that peak.
+    fixed by its evaluation counts and the bytes it holds: every CPU probe first measures
+    the held bytes alone (saved-tensor hooks, no profiler); one whose (forward
+    evaluations, backward evaluations, held bytes) were seen before reuses that peak, one
+    of more than PROFILE_MAX_EVALUATIONS evaluations has none, the others are profiled.
     """
 
     def __init__(self) -> None:
@@ -147,13 +155,16 @@ class MemoryProbe:
         counts = counter.snapshot()
         exclude = [*model.parameters(), xb]
         result: StepMemory | None = None
-        if device.type == "cpu" and self._peaks:
+        if device.type == "cpu":
             with saved_for_backward(exclude) as saved:
                 loss = F.cross_entropy(model(xb), yb)
             loss.backward()
             del loss
-            peak = self._peaks.get(self._key(counts, counter.snapshot(), saved.bytes))
-            if peak is not None:
+            key = self._key(counts, counter.snapshot(), saved.bytes)
+            peak = self._peaks.get(key)
+            if key[0] + key[1] > PROFILE_MAX_EVALUATIONS:
+                result = StepMemory(float(saved.bytes), math.nan)
+            elif peak is not None:
                 result = StepMemory(float(saved.bytes), peak)
             else:  # another operation sequence: profile it
                 counter.restore(counts)

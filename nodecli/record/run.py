@@ -13,21 +13,22 @@ This module is also the only reader of record files: `read_run_json`, `read_metr
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import os
 import secrets
 import socket
-import time
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nodecli.atomic import atomic_write_text
-from nodecli.record.ownership import claim_folder, ensure_owned
+from nodecli.record.ownership import ClaimLost, claim_folder, ensure_owned
 from nodecli.record.provenance import command_line, versions
 from nodecli.record.read import read_metrics_rows, read_run_json
 
@@ -54,7 +55,6 @@ class RunRecord:
     run_dir: Path
     info: dict[str, Any] = field(default_factory=dict)
     rows: list[dict[str, Any]] = field(default_factory=list)
-    _last_beat: float = field(default=0.0, repr=False)
 
     @property
     def metrics_path(self) -> Path:
@@ -139,13 +139,35 @@ class RunRecord:
     def heartbeat(self) -> None:
         """Refresh the liveness timestamp so a hard-killed run can be told from a live one."""
         self.info["heartbeat_at"] = now_iso()
-        self._last_beat = time.monotonic()
         self._write_json()
 
-    def maybe_heartbeat(self, interval_s: float = HEARTBEAT_INTERVAL_S) -> None:
-        """Heartbeat at most every INTERVAL_S seconds (cheap enough to call per batch)."""
-        if time.monotonic() - self._last_beat >= interval_s:
-            self.heartbeat()
+    @contextlib.contextmanager
+    def beating(self, interval_s: float = HEARTBEAT_INTERVAL_S) -> Iterator[None]:
+        """While inside (work that writes nothing else to the record: one epoch's batches,
+        a compile), a daemon thread refreshes heartbeat_at every INTERVAL_S, so a batch that
+        takes minutes is not mistaken for a dead run. The thread stops (and a beat under
+        way finishes) before the block is left, so it never races the owner's writes."""
+        stop = threading.Event()
+        lock = threading.Lock()
+
+        def beat() -> None:
+            while not stop.wait(interval_s):
+                with lock:
+                    if stop.is_set():
+                        return
+                    try:
+                        self.heartbeat()
+                    except (OSError, ClaimLost):  # the owner's next write says so
+                        return
+
+        thread = threading.Thread(target=beat, name="nodecli-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            with lock:  # a beat under way ends before the owner writes again
+                pass
 
     def truncate(self, n_epochs: int) -> None:
         """Keep the first N_EPOCHS rows: those the resume checkpoint covers."""

@@ -27,9 +27,9 @@ from nodecli.record.layout import RUN_FILE, folder_entries
 from nodecli.record.ownership import claim_folder, ensure_owned
 from nodecli.record.read import read_run_json, run_state
 from nodecli.record.run import now_iso
-from nodecli.signals import ForwardStop
+from nodecli.signals import ForwardStop, output_never_stops_work
 from nodecli.sweep.folders import find_job_dir, numbered_folders
-from nodecli.sweep.job import sweep_task
+from nodecli.sweep.job import completed_jobs, sweep_task
 from nodecli.sweep.plan import (
     RESUME_KEY,
     SWEEP_FILE,
@@ -53,8 +53,10 @@ usage: nodecli sweep [-m] [group=a,b ...] [key=x,y ...] [sweep.resume=DIR] [hydr
 
 Runs every combination of the comma-separated values (Hydra multirun) under
 outputs/sweeps/<date>/<time>/<num>_<overrides>/ (jobs numbered from 0), then prints a
-summary of every job. Exit code 0 when every job completed, 1 when any failed, 2 for a
-bad command line or folder, 130 / 143 when stopped by Ctrl-C / SIGTERM.
+summary of every job. One line per job; sweep.verbose=true adds each job's epoch lines
+and table, as `nodecli train` prints them. Exit code 0 when every job completed, 1 when
+any failed, 2 for a bad command line or folder, 128 + signal when stopped (130 Ctrl-C,
+143 SIGTERM, 129 SIGHUP).
 
   nodecli sweep sensealg=adjoint,direct seed=0,1,2 train.epochs=2
   nodecli sweep sweep.resume=outputs/sweeps/2026-01-01/12-00-00   # re-run failed jobs
@@ -103,6 +105,8 @@ def write_sweep_file(plan: SweepPlan) -> None:
         "n_jobs": plan.search.n_trials if plan.search else len(plan.jobs),
         "jobs": plan.jobs,
         **({"job_dirs": plan.job_dirs} if plan.job_dirs else {}),
+        **({"job_configs": plan.job_configs} if plan.job_configs else {}),
+        "verbose": plan.verbose,
     }
     if plan.search:  # the jobs are Optuna's trials, filled in as they run
         record["objective"] = plan.search.objective
@@ -110,7 +114,7 @@ def write_sweep_file(plan: SweepPlan) -> None:
     atomic_write_text(plan.sweep_dir / SWEEP_FILE, json.dumps(record, indent=2) + "\n")
 
 
-def register_sweeper() -> None:
+def register_sweeper(completed: set[int]) -> None:
     """Make conf/config.yaml's `hydra/sweeper=nodecli` known to Hydra: its plugin scan
     finds `hydra_plugins` modules in site-packages but not in an editable install, so
     register it the way Hydra documents (Plugins.register), here where every job has been
@@ -119,10 +123,18 @@ def register_sweeper() -> None:
 
     from hydra_plugins.nodecli_sweeper import ValidatedSweeper
 
+    ValidatedSweeper.completed = frozenset(completed)
     Plugins.instance().register(ValidatedSweeper)
 
 
 def sweep_command(args: list[str]) -> int:
+    # The jobs are the work, the output only a view of it: a closed pipe must not stop
+    # them (`nodecli sweep … | head` never ran job 1 and wrote no summary).
+    with output_never_stops_work():
+        return _sweep_command(args)
+
+
+def _sweep_command(args: list[str]) -> int:
     # Imported here: rich's console is only needed once a sweep really runs.
     from nodecli.console import make_console
 
@@ -147,6 +159,7 @@ def sweep_command(args: list[str]) -> int:
         )
     if plan.resume:
         refuse_live_jobs(plan)  # under the claim: no other sweep can start one meanwhile
+        plan.completed = completed_jobs(plan.sweep_dir, plan.jobs, plan.job_dirs)
     write_sweep_file(plan)
     console = make_console()
     verb = "resuming" if plan.resume else "running"
@@ -176,7 +189,7 @@ def sweep_command(args: list[str]) -> int:
         *plan.job_args,
         f"hydra.sweep.dir={quote_override_value(str(plan.sweep_dir))}",
     ]
-    register_sweeper()
+    register_sweeper(plan.completed)
     interrupted = launcher_failed = False
     stopped_by: int | None = None
     # The basic launcher's jobs take the signal themselves; SLURM jobs are not children
@@ -214,9 +227,13 @@ def sweep_command(args: list[str]) -> int:
     if interrupted:
         raise KeyboardInterrupt
     if stopped_by is not None:
+        then = (  # sweep.resume refuses searches: advise only what works
+            "an Optuna search cannot be continued; start a new one (`nodecli report` reads both)"
+            if plan.search
+            else f"continue with `{resume_command(plan)}`"
+        )
         print(
-            f"[sweep] stopped; {len(failed)} of {len(results)} job(s) did not complete; "
-            f"continue with `{resume_command(plan)}`",
+            f"[sweep] stopped; {len(failed)} of {len(results)} job(s) did not complete; {then}",
             flush=True,
         )
         return stopped_by

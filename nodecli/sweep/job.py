@@ -11,9 +11,11 @@ starting over, so no finished epoch is trained twice.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from pathlib import Path
+from typing import TextIO
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -24,6 +26,8 @@ from nodecli.errors import EXIT_FAILED, EXIT_OK, EXIT_USAGE, ConfigError, os_err
 from nodecli.record.layout import ATTEMPTS_DIR, CHECKPOINT_FILE, METRICS_FILE, RUN_FILE
 from nodecli.record.ownership import ClaimError, claim_folder, ensure_owned, release_folder
 from nodecli.record.read import read_recorded_metrics, read_run_json
+from nodecli.signals import output_never_stops_work
+from nodecli.sweep.folders import find_job_dir
 from nodecli.sweep.plan import RESUME_KEY, read_sweep_file
 from nodecli.sweep.search import trial_result
 from nodecli.train.resume import validate_record
@@ -55,6 +59,16 @@ def record_status(job_dir: Path) -> str | None:
     return status
 
 
+def completed_jobs(sweep_dir: Path, jobs: list[list[str]], job_dirs: list[str]) -> set[int]:
+    """The numbers of the jobs whose record says completed: a resume skips them."""
+    done = set()
+    for num, job in enumerate(jobs):
+        job_dir = find_job_dir(sweep_dir, num, job, job_dirs)
+        if job_dir is not None and record_status(job_dir) == "completed":
+            done.add(num)
+    return done
+
+
 def archive_attempt(job_dir: Path) -> Path | None:
     """Move the record files of a previous attempt into JOB_DIR/attempts/<n>/."""
     present = [job_dir / name for name in RECORD_FILES if (job_dir / name).exists()]
@@ -79,15 +93,23 @@ def scheduler_restarts() -> int:
         return 0
 
 
-def restart_point(job_dir: Path, config: Config) -> tuple[int | None, str]:
-    """(epochs kept, why) for a restarted job: its record's finished epochs when the
-    record is whole, else (None, what is wrong) and the job starts over."""
-    if scheduler_restarts() < 1 or not (job_dir / RUN_FILE).exists():
+#: Records a resume continues from their last finished epoch: stopped (a signal) or cut
+#: off (killed, the machine lost) while running. A failed job starts over.
+CONTINUED = ("interrupted", "running")
+
+
+def restart_point(job_dir: Path, config: Config, status: str | None) -> tuple[int | None, str]:
+    """(epochs kept, why) for a job restarted by the scheduler, or resumed after it was
+    stopped (STATUS interrupted or running): its record's finished epochs when the record
+    is whole, else (None, what is wrong) and the job starts over."""
+    restarted = scheduler_restarts() >= 1
+    if not (restarted or status in CONTINUED) or not (job_dir / RUN_FILE).exists():
         return None, ""
     try:
-        return validate_record(job_dir, config, check_live=False), ""
+        kept = validate_record(job_dir, config, check_live=not restarted)
     except ConfigError as exc:
         return None, str(exc)
+    return kept, ""
 
 
 def sweep_task(cfg: DictConfig) -> int | float | None:
@@ -100,13 +122,36 @@ def sweep_task(cfg: DictConfig) -> int | float | None:
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
     plan = read_sweep_file(Path(hydra_cfg.sweep.dir))
-    code = run_job(cfg, job_dir, hydra_cfg.job.num, plan.get("n_jobs", "?"))
     objective = plan.get("objective")
+    # Quiet unless sweep.verbose=true: a job's epoch lines and table (14 lines for the
+    # reference) made a 10-job sweep print 272 lines; errors still go to stderr.
+    quiet = open(os.devnull, "w") if plan.get("verbose") is not True else None  # noqa: SIM115
+    with output_never_stops_work():  # also in a launcher's worker process
+        code = run_job(
+            cfg,
+            job_dir,
+            hydra_cfg.job.num,
+            plan.get("n_jobs", "?"),
+            isinstance(objective, str),
+            quiet,
+        )
+    if quiet is not None:
+        quiet.close()
     return trial_result(job_dir, objective) if isinstance(objective, str) else code
 
 
-def run_job(cfg: DictConfig, job_dir: Path, num: int, total: object) -> int:
-    """Claim JOB_DIR, then skip, continue or (re)train the job; return its exit code."""
+def run_job(
+    cfg: DictConfig,
+    job_dir: Path,
+    num: int,
+    total: object,
+    trial: bool = False,
+    quiet: TextIO | None = None,
+) -> int:
+    """Claim JOB_DIR, then skip, continue or (re)train the job; return its exit code.
+    A TRIAL of an Optuna search is not continued by `sweep.resume` (which refuses
+    searches), so its stop advises no command. QUIET, when given, takes the training's
+    own standard output (epoch lines, table); the job's [sweep] lines stay."""
     from hydra.core.hydra_config import HydraConfig
 
     # Imported here: the training stack is only needed in the process that trains.
@@ -135,18 +180,20 @@ def run_job(cfg: DictConfig, job_dir: Path, num: int, total: object) -> int:
         # Checked before the sweep too, but only here do values read from the job's own
         # environment (hydra.job.env_set + ${oc.env:…}) resolve: train.lr=-1 got through.
         validate(config)
-        kept, why = restart_point(job_dir, config)
+        kept, why = restart_point(job_dir, config, status)
         if kept is not None:
             config.resume = str(job_dir)
-            note = f" (restarted by the scheduler: continuing after epoch {kept})"
+            by = "restarted by the scheduler" if scheduler_restarts() >= 1 else f"was {status}"
+            note = f" ({by}: continuing after epoch {kept})"
         else:
             moved = archive_attempt(job_dir)
             note = f" (previous {status} record moved to {moved})" if moved else ""
             note += f" (restarted, but the record cannot be continued: {why})" if why else ""
         print(f"[sweep] {label} started: {what} -> {job_dir}{note}", flush=True)
         # A job is continued by resuming its sweep, never by `nodecli train resume=`.
-        again = f"nodecli sweep {shell_override(RESUME_KEY, str(sweep_dir))}"
-        code = run_experiment(config, job_dir, overrides, resume_hint=again)
+        again = "" if trial else f"nodecli sweep {shell_override(RESUME_KEY, str(sweep_dir))}"
+        with contextlib.redirect_stdout(quiet) if quiet else contextlib.nullcontext():
+            code = run_experiment(config, job_dir, overrides, resume_hint=again)
     except ConfigError as exc:
         print(f"[sweep] {label} not run: {exc}", flush=True)
         return EXIT_USAGE

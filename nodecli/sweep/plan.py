@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,13 +21,15 @@ from omegaconf import OmegaConf
 from nodecli.config.compose import compose_config, resolve_hydra_dir
 from nodecli.config.environment import check_environment, require_package
 from nodecli.config.overrides import parse_overrides, shell_override
-from nodecli.config.schema import Config
+from nodecli.config.schema import Config, config_from_tree
 from nodecli.errors import ConfigError
 from nodecli.record.layout import MULTIRUN_FILE, RUN_FILE, SWEEP_FILE, folder_entries
+from nodecli.record.read import flatten, read_config_tree
 from nodecli.sweep.folders import (
     FOLDER_KEYS,
     check_plan_matches_folders,
     custom_folders,
+    find_job_dir,
     numbered_folders,
     resolve_job_dirs,
 )
@@ -42,7 +44,8 @@ from nodecli.sweep.search import (
 )
 
 RESUME_KEY = "sweep.resume"
-SWEEP_KEYS = (RESUME_KEY, OBJECTIVE_KEY)  # nodecli sweep's own keys, not the jobs' config
+VERBOSE_KEY = "sweep.verbose"  # true: every job's epoch lines and table, as `train` prints
+SWEEP_KEYS = (RESUME_KEY, OBJECTIVE_KEY, VERBOSE_KEY)  # nodecli sweep's own keys
 
 
 @dataclass
@@ -57,6 +60,11 @@ class SweepPlan:
     job_args: list[str] = field(default_factory=list)  # as typed: sweep lists unexpanded
     search: Search | None = None  # hydra/sweeper=optuna: jobs are Optuna's trials
     job_dirs: list[str] = field(default_factory=list)  # a custom subdir's folder per job
+    verbose: bool = False  # sweep.verbose=true: each job prints what `train` prints
+    #: each job's composed config, flattened (stored in sweep.json; resume compares)
+    job_configs: list[dict[str, Any]] = field(default_factory=list)
+    #: jobs a resume skips (already completed): Hydra writes nothing into their folders
+    completed: set[int] = field(default_factory=set)
 
     @property
     def job_overrides(self) -> list[str]:
@@ -137,6 +145,12 @@ def rebuild_from_hydra(sweep_dir: Path) -> dict[str, Any]:
 
 def plan_sweep(overrides: list[str]) -> SweepPlan:
     """Split the command line into job / Hydra / resume parts and decide the sweep dir."""
+    plan, verbose = _plan_sweep(overrides)
+    plan.verbose = verbose
+    return plan
+
+
+def _plan_sweep(overrides: list[str]) -> tuple[SweepPlan, bool]:
     parsed = parse_overrides(overrides)
     resume: str | None = None
     sweep_dir: str | None = None
@@ -145,9 +159,15 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
     fixed: list[str] = []  # job overrides that are not lists: the same in every job
     hydra: list[str] = []
     sweep_dir_text = ""
+    verbose = False
     for text, override in zip(overrides, parsed, strict=True):
         key = override.get_key_element()
-        if key == OBJECTIVE_KEY:
+        if key == VERBOSE_KEY:
+            value = override.value()
+            if override.is_sweep_override() or not isinstance(value, bool):
+                raise ConfigError(f"{text} is not valid; valid: {VERBOSE_KEY}=true or false")
+            verbose = value
+        elif key == OBJECTIVE_KEY:
             value = override.value()
             if override.is_sweep_override() or not isinstance(value, str):
                 raise ConfigError(
@@ -201,7 +221,7 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
                 f"{RESUME_KEY} cannot continue an Optuna search (its sampler state lived in "
                 "the sweep's process); start a new search, `nodecli report` reads both"
             )
-        return _plan_resume(Path(resume), resume, sweep_dir, job, hydra)
+        return _plan_resume(Path(resume), resume, sweep_dir, job, hydra), verbose
     if is_search(hydra):
         search = plan_search(job, hydra, objective)
         given = Path(sweep_dir) if sweep_dir is not None else Path()
@@ -209,12 +229,12 @@ def plan_sweep(overrides: list[str]) -> SweepPlan:
             refuse_used_sweep_dir(given, sweep_dir)
         return SweepPlan(
             given, [], hydra, dir_given=sweep_dir is not None, job_args=job, search=search
-        )
+        ), verbose
     if sweep_dir is not None:
         given = Path(sweep_dir)
         refuse_used_sweep_dir(given, sweep_dir)
-        return SweepPlan(given, expand_jobs(job), hydra, dir_given=True, job_args=job)
-    return SweepPlan(Path(), expand_jobs(job), hydra, job_args=job)
+        return SweepPlan(given, expand_jobs(job), hydra, dir_given=True, job_args=job), verbose
+    return SweepPlan(Path(), expand_jobs(job), hydra, job_args=job), verbose
 
 
 def refuse_used_sweep_dir(given: Path, sweep_dir: str) -> None:
@@ -273,6 +293,41 @@ def _plan_resume(
     # The folders the sweep's jobs used (a custom subdir's), for validate_jobs to compare.
     stored_dirs = list(stored.get("job_dirs", []))
     return SweepPlan(resume_dir, jobs, hydra, True, True, job, job_dirs=stored_dirs)
+
+
+def check_configs_unchanged(plan: SweepPlan, configs: list[dict[str, Any]]) -> None:
+    """A resume runs every job with the config the sweep planned for it: each job's config
+    composed now must equal the one sweep.json stored (or, for a sweep planned before it
+    stored them, the job's own .hydra/config.yaml). A default changed in conf/ since would
+    have re-run jobs with it and rewritten skipped jobs' configs: refuse, one line."""
+    stored = read_sweep_file(plan.sweep_dir).get("job_configs")
+    where = f"{RESUME_KEY}={plan.sweep_dir}"
+    for num, now in enumerate(configs):
+        then: dict[str, Any] | None = None
+        source = f"{SWEEP_FILE}"
+        if isinstance(stored, list) and num < len(stored) and isinstance(stored[num], dict):
+            then = stored[num]
+        else:
+            job_dir = find_job_dir(plan.sweep_dir, num, plan.jobs[num], plan.job_dirs)
+            if job_dir is not None and (job_dir / ".hydra" / "config.yaml").is_file():
+                try:
+                    tree = config_from_tree(read_config_tree(job_dir))
+                except (ValueError, ConfigError) as exc:
+                    raise ConfigError(
+                        f"{where}: job {num}'s .hydra/config.yaml is damaged ({exc}); "
+                        "nothing was changed"
+                    ) from exc
+                then = json.loads(json.dumps(flatten(asdict(tree)), default=str))
+                source = f"job {num}'s .hydra/config.yaml"
+        if then is None:
+            continue
+        for key in sorted(now.keys() | then.keys()):
+            if key != "resume" and now.get(key) != then.get(key):
+                raise ConfigError(
+                    f"{where}: job {num} was planned with {key}={then.get(key)} ({source}), "
+                    f"but composes to {key}={now.get(key)} now (a default in conf/ changed?); "
+                    "resuming would change the experiment half-way; nothing was changed"
+                )
 
 
 LAUNCHER_GROUP = "hydra/launcher"
@@ -372,6 +427,10 @@ def validate_jobs(plan: SweepPlan) -> list[Config]:
         if plan.resume and job_dirs:
             check_same_folders(plan, job_dirs)
         plan.job_dirs = job_dirs
+        flat = [json.loads(json.dumps(flatten(asdict(c)), default=str)) for c in configs]
+        if plan.resume:
+            check_configs_unchanged(plan, flat)
+        plan.job_configs = flat
     checked = set()
     for config in configs:
         key = (config.device.name, config.dataset.name, config.dataset.root, config.data.n)

@@ -11,6 +11,7 @@ back from that record, which is what the sweeper maximises or minimises.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -72,8 +73,51 @@ def plan_search(job: list[str], hydra: list[str], objective: str | None) -> Sear
                 f"{OBJECTIVE_KEY} sets the direction ({name}: {direction}); "
                 "leave out hydra.sweeper.direction"
             )
+        elif key == "hydra.sweeper.storage":
+            check_storage(text, override.value())
+        elif key == "hydra.sweeper.sampler" and not override.is_delete():
+            raise ConfigError(
+                f"{text}: hydra.sweeper.sampler is a section; choose a sampler with "
+                f"hydra/sweeper/sampler=NAME, NAME one of {', '.join(SAMPLERS)}, or set one "
+                "of its keys (hydra.sweeper.sampler.seed=N)"
+            )
+    if f"{SAMPLER_GROUP}=grid" in hydra:
+        for text, override in zip(job, parse_overrides(job), strict=True):
+            if isinstance(override.value(), (IntervalSweep, RangeSweep)) and not (
+                isinstance(override.value(), RangeSweep) and override.value().shuffle
+            ):
+                raise ConfigError(
+                    f"'{text}': the grid sampler searches listed values only; valid: "
+                    f"{override.get_key_element()}=a,b,c (or another sampler)"
+                )
+    if not any(o.is_sweep_override() for o in parse_overrides(job)):
+        raise ConfigError(
+            "the search has nothing to search: give at least one key a range or choices, "
+            "e.g. train.lr='interval(1e-4,1e-2)' or train.batch_size=32,64,128"
+        )
     probes = probe_jobs(job)
     return Search(name, direction, n_trials, probes)
+
+
+SAMPLER_GROUP = "hydra/sweeper/sampler"
+#: The samplers Hydra's Optuna sweeper ships (hydra/sweeper/sampler=NAME).
+SAMPLERS = ("tpe", "random", "cmaes", "nsgaii", "motpe", "grid")
+
+
+def check_storage(text: str, value: object) -> None:
+    """An sqlite storage's folder must exist and be writable: Optuna failed only after
+    the sweep folder and sweep.json were written, naming neither key nor path."""
+    if value is None:
+        return
+    url = str(value)
+    if not url.startswith("sqlite:///"):
+        return  # a database server: only Optuna can tell
+    path = Path(url[len("sqlite:///") :])
+    folder = path.parent if str(path.parent) else Path()
+    if not folder.is_dir():
+        raise ConfigError(f"{text}: no folder {folder} for the database {path}; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ConfigError(f"{text}: {path} is not writable; choose a writable path")
 
 
 class IntSetting(NamedTuple):

@@ -20,6 +20,7 @@ from nodecli.config.overrides import override_value, quote_override_value
 from nodecli.config.schema import Config, validate
 from nodecli.errors import EXIT_OK, EXIT_USAGE, ConfigError, UsageError, os_error_line
 from nodecli.record.ownership import ClaimError, ClaimLost, check_writable, claim_folder
+from nodecli.signals import output_never_stops_work
 from nodecli.train.resume import (
     check_new_run_dir,
     check_resumable,
@@ -60,6 +61,12 @@ def train_task(cfg: DictConfig) -> int:
 
 
 def train_command(args: list[str]) -> int:
+    # The run is the work, its output only a view of it: a closed pipe must not fail it.
+    with output_never_stops_work():
+        return _train_command(args)
+
+
+def _train_command(args: list[str]) -> int:
     parsed = hydra_arg_parser().parse_args(args)
     if parsed.multirun:
         raise UsageError("train runs one job; use `nodecli sweep` for multirun")

@@ -6,8 +6,11 @@ for a failed run: the record says what happened and the return value is the exit
 
 from __future__ import annotations
 
+import gc
+import logging
 import math
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,6 +47,10 @@ from nodecli.train.auto_device import choose_device
 
 console = make_console()
 err_console = make_console(stderr=True)
+# layer_style=compiled: torch.compile imports torch.utils.cpp_extension, which logs "No CUDA
+# runtime is found, using CUDA_HOME=…" on every machine without a GPU; it concerns only
+# building C++ extensions, which nodecli never does. Only that logger is quietened.
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
 class TrainingError(RuntimeError):
@@ -241,7 +248,8 @@ def run_experiment(
 
     Whatever happens, the record ends with a status: completed (0), failed (1) or
     interrupted (128 + signal: 130 for Ctrl-C, 143 for SIGTERM). RESUME_HINT is the
-    command that continues an interrupted run (a sweep job's is its sweep's resume).
+    command that continues an interrupted run (a sweep job's is its sweep's resume; ""
+    where none can, as for an Optuna trial).
     """
     if cfg.device.threads is not None:
         torch.set_num_threads(cfg.device.threads)
@@ -265,7 +273,11 @@ def run_experiment(
         )
     trackers = Trackers(cfg.logger, record.run_dir, flatten(asdict(cfg)))
     try:
-        hint = resume_hint or f"nodecli train {shell_override('resume', str(run_dir))}"
+        hint = (
+            f"nodecli train {shell_override('resume', str(run_dir))}"
+            if resume_hint is None
+            else resume_hint
+        )
         return _run(cfg, device, record, trackers.log_epoch, hint)
     finally:
         trackers.finish(str(record.info.get("status")))
@@ -291,6 +303,8 @@ def _run(
                     f"[yellow]run interrupted[/yellow] ({stop}) after epoch {done}; "
                     "its signal handler (the launcher's requeue) takes over"
                 )
+            elif not resume_hint:  # e.g. an Optuna trial: its search cannot be continued
+                err_console.print(f"[yellow]run interrupted[/yellow] ({stop})")
             else:
                 err_console.print(
                     f"[yellow]run interrupted[/yellow] ({stop}); resume with:\n"
@@ -305,9 +319,14 @@ def _run(
             return EXIT_USAGE
         except Exception as exc:  # the record must say what happened, whatever it was
             message = failure_message(exc)
+            # The traceback holds the failed batch's frames (its whole autograd graph):
+            # free them first, or a MemoryError leaves no memory to write the record with.
+            traceback.clear_frames(exc.__traceback__)
+            del exc
+            gc.collect()
             try:
                 record.finish("failed", error=message)
-            except (OSError, ClaimLost) as again:  # e.g. the disk is still full
+            except (OSError, ClaimLost, MemoryError) as again:  # e.g. the disk is still full
                 message += f"; the record could not be updated either ({again})"
             err_console.print(f"[red]run failed:[/red] {escape(message)}\nrecord: {run_dir}")
             return EXIT_FAILED
@@ -322,11 +341,22 @@ def _run(
     return EXIT_OK
 
 
+#: What a run out of memory can lower (memory grows with the batch and the solver's steps).
+MEMORY_ADVICE = (
+    "lower train.batch_size or solver.max_steps, shorten model.t1, or loosen solver.rtol/atol"
+)
+
+
 def failure_message(exc: BaseException) -> str:
     """One line for the record and the terminal; solver errors already say what helps."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, (TrainingError, SolverError, ResumeError)):
         return text
+    if isinstance(exc, (MemoryError, torch.cuda.OutOfMemoryError)) or (
+        isinstance(exc, RuntimeError) and "can't allocate memory" in text
+    ):
+        what = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        return f"out of memory ({what}): {MEMORY_ADVICE}"
     if isinstance(exc, OSError):  # a full disk, a folder removed: say which file
         return os_error_line(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -356,7 +386,8 @@ def _train(
         console.print(f"resuming {record.run_dir} after epoch {finished}")
     epochs = cfg.train.epochs
     n_batches = math.ceil(len(data.y_train) / cfg.train.batch_size)
-    compile_s = compile_model(model, cfg.train.batch_size, device)
+    with record.beating(), stopper.immediate():
+        compile_s = compile_model(model, cfg.train.batch_size, device)
     probe = MemoryProbe()
     results: list[EpochResult] = []
     with Progress(
@@ -374,38 +405,39 @@ def _train(
 
         def after_batch() -> None:
             progress.advance(task)
-            record.maybe_heartbeat()
-            stopper.check()
 
         for epoch in range(finished + 1, epochs + 1):
-            stopper.check()
             progress.update(task, epoch=epoch)
-            seconds, loss, nfe_f, nfe_b = train_epoch(
-                model,
-                optimizer,
-                data,
-                cfg.train.batch_size,
-                generator,
-                epoch,
-                device,
-                on_batch=after_batch,
-            )
-            # Like the reference's first epoch, ours includes compiling (done just before it,
-            # so it can be reported on its own as well); after a resume, the first new one.
-            first_compile = compile_s if epoch == finished + 1 else 0.0
-            memory = probe(model, data, cfg.train.batch_size, device)
-            result = EpochResult(
-                epoch=epoch,
-                train_time_s=seconds + first_compile,
-                compile_time_s=first_compile,
-                train_loss=loss,
-                train_acc=accuracy(model, data.x_train, data.y_train),
-                test_acc=accuracy(model, data.x_test, data.y_test),
-                nfe_forward=nfe_f,
-                nfe_backward=nfe_b,
-                hold_memory_bytes=memory.hold_bytes,
-                peak_memory_bytes=memory.peak_bytes,
-            )
+            # The epoch's computation writes nothing to the record: a stop is honoured at
+            # once inside it, and a thread keeps the heartbeat going through long batches.
+            with record.beating(), stopper.immediate():
+                seconds, loss, nfe_f, nfe_b = train_epoch(
+                    model,
+                    optimizer,
+                    data,
+                    cfg.train.batch_size,
+                    generator,
+                    epoch,
+                    device,
+                    on_batch=after_batch,
+                )
+                # Like the reference's first epoch, ours includes compiling (done just
+                # before it, so it can be reported on its own as well); after a resume,
+                # the first new one.
+                first_compile = compile_s if epoch == finished + 1 else 0.0
+                memory = probe(model, data, cfg.train.batch_size, device)
+                result = EpochResult(
+                    epoch=epoch,
+                    train_time_s=seconds + first_compile,
+                    compile_time_s=first_compile,
+                    train_loss=loss,
+                    train_acc=accuracy(model, data.x_train, data.y_train),
+                    test_acc=accuracy(model, data.x_test, data.y_test),
+                    nfe_forward=nfe_f,
+                    nfe_backward=nfe_b,
+                    hold_memory_bytes=memory.hold_bytes,
+                    peak_memory_bytes=memory.peak_bytes,
+                )
             # Metrics first, then the checkpoint: if a kill lands in between, resume
             # redoes this epoch from the previous checkpoint and rewrites its row.
             record.append_epoch(result.as_row())

@@ -39,7 +39,7 @@ def test_search_plan_takes_trials_objective_and_direction() -> None:
         "epoch_time",
         "minimize",
     )
-    assert plan_search([], [], None).direction == "maximize"  # test_acc by default
+    assert plan_search(["seed=0,1"], [], None).direction == "maximize"  # test_acc by default
 
 
 @pytest.mark.parametrize(
@@ -55,6 +55,20 @@ def test_search_plan_takes_trials_objective_and_direction() -> None:
         (["train.lr=tag(log,interval(0,1e-2))"], "log-scale interval needs a positive low bound"),
         (["sweep.objective=test_acc,train_acc"], "optimises one objective; valid: sweep.obj"),
         (["sweep.objectve=test_acc"], "did you mean 'sweep.objective'"),
+        # Optuna failed only after the sweep folder and sweep.json were written:
+        (
+            ["hydra.sweeper.storage=sqlite:////nonexistent/dir/x.db", "seed=0,1"],
+            "hydra.sweeper.storage=sqlite:////nonexistent/dir/x.db: no folder /nonexistent/dir",
+        ),
+        (
+            ["hydra/sweeper/sampler=grid", "train.lr=interval(0.001,0.01)"],
+            r"'train.lr=interval\(0.001,0.01\)': the grid sampler searches listed values only",
+        ),
+        (  # a value for a section: "set one of its keys: " with an empty list
+            ["hydra.sweeper.sampler=grid", "seed=0,1"],
+            "hydra/sweeper/sampler=NAME, NAME one of tpe, random, cmaes, nsgaii, motpe, grid",
+        ),
+        (["train.lr=0.001"], "the search has nothing to search"),  # n identical trials
     ],
 )
 def test_a_search_that_cannot_work_is_refused_before_anything_runs(args, message) -> None:
@@ -130,7 +144,7 @@ def test_objectives_are_read_back_from_the_record(tmp_path: Path) -> None:
     failed = write_trial(tmp_path / "1", "failed", [(1.0, 90.0)])
     assert math.isnan(objective_value(failed, "test_acc"))
     assert trial_result(failed, "test_acc") is None  # a failed trial for the sweeper
-    search = plan_search([], [], "test_acc")
+    search = plan_search(["seed=0,1"], [], "test_acc")
     assert best_trial({0: run, 1: failed}, search) == (0, run, 70.0)
 
 
