@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import nodecli_command
-from test_report import three_by_two
+from report_records import three_by_two
 
 from nodecli import cli
 

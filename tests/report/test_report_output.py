@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_report import make_run, report, three_by_two
+from report_records import make_run, report, three_by_two
 
 from nodecli import cli
 
