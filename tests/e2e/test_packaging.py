@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import cpu_env
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
