@@ -97,3 +97,15 @@ def test_wheel_ships_conf_and_runs_from_elsewhere(tmp_path: Path) -> None:
         check=True,
     ).stdout.strip()
     assert located.startswith(site)
+
+
+def test_every_config_group_ships_in_the_wheel() -> None:
+    """pyproject.toml lists conf/'s groups as packages one by one: a new group left out
+    installs nodecli without it (`Could not find 'model/mlp'` from any directory)."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    groups = {f"nodecli.conf.{p.name}" for p in (ROOT / "conf").iterdir() if p.is_dir()}
+    assert groups - {"nodecli.conf.__pycache__"} <= listed
