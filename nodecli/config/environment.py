@@ -3,6 +3,8 @@ made before anything is written."""
 
 from __future__ import annotations
 
+import sys
+
 from nodecli.config.schema import Config
 from nodecli.errors import ConfigError
 
@@ -32,6 +34,12 @@ def check_environment(config: Config) -> None:
             f"data.n={n} with data.split={config.data.split} leaves an empty train or test "
             "set; raise data.n or move data.split away from 0 and 1"
         )
+    if config.model.name == "custom":
+        from nodecli.config.fields import check_target_found
+
+        check_target_found(config.model)
+    if config.device.name == "cuda" and not cuda_driver_present():
+        raise ConfigError("device=cuda is not available on this machine; available here: auto, cpu")
     from nodecli.experiment.device import check_compiled_on, resolve_device  # torch
 
     resolve_device(config.device.name)
@@ -60,3 +68,15 @@ def require_package(what: str, module: str, install: str) -> None:
         raise ConfigError(
             f"{what} needs the {module} package, which is not installed; install it with: {install}"
         )
+
+
+def cuda_driver_present() -> bool:
+    """False only where CUDA certainly cannot work: Linux with neither an NVIDIA device node
+    nor the driver library, so device=cuda is refused without importing torch (seconds).
+    Anywhere else torch decides (nodecli.experiment.device.resolve_device)."""
+    import ctypes.util
+    import glob
+
+    if not sys.platform.startswith("linux"):
+        return True
+    return bool(glob.glob("/dev/nvidia*")) or ctypes.util.find_library("cuda") is not None

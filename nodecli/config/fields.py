@@ -14,16 +14,12 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from nodecli.config.schema import SENSEALGS, Config, ModelConfig
+from nodecli.config.schema import Config, ModelConfig
 from nodecli.errors import ConfigError
 
 if TYPE_CHECKING:
     from torch import nn
 
-#: Gradient methods (backend=nodecli) whose solve differentiates with respect to the
-#: field's parameters and fails when it has none (gauss's quadrature of λᵀ ∂f/∂p). The
-#: other methods train a parameter-free field's encoder and head.
-NEEDS_TRAINABLE_FIELD: tuple[str, ...] = ("gauss",)
 
 #: Batch size of the probe that checks the field's output.
 PROBE_BATCH = 2
@@ -32,6 +28,24 @@ PROBE_BATCH = 2
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def check_target_found(model: ModelConfig) -> None:
+    """A `_target_` whose top-level package is not on the path is refused before torch is
+    imported (seconds), so a typo gets its one line at once."""
+    import importlib.util
+
+    target = str((model.field or {}).get("_target_"))
+    top = target.split(".")[0]
+    try:
+        found = "." in target and importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise ConfigError(
+            f"model.field._target_={target} does not import (no module named {top!r}); it must "
+            "be the import path of an nn.Module class on PYTHONPATH, e.g. my_pkg.fields.MyField"
+        )
 
 
 def instantiate_field(model: ModelConfig) -> nn.Module:
@@ -103,12 +117,4 @@ def check_field(config: Config) -> None:
         raise ConfigError(
             f"model.field: {target}.forward(t, y) returned {got} for a state y of shape "
             f"{tuple(y.shape)} float32; it must return y's shape and dtype"
-        )
-    trainable = any(p.requires_grad for p in field.parameters())
-    method = config.sensealg.name
-    if not trainable and config.backend.name == "nodecli" and method in NEEDS_TRAINABLE_FIELD:
-        others = ", ".join(m for m in SENSEALGS if m not in NEEDS_TRAINABLE_FIELD)
-        raise ConfigError(
-            f"model.field: {target} has no trainable parameter, which sensealg={method} "
-            f"needs; give the field a parameter or use sensealg {others}"
         )

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from conftest import run_cli
 
+from nodecli.config.environment import cuda_driver_present
+
 HEAVY = ("torch", "pandas", "matplotlib", "torchvision", "mlxtend")
 
 
@@ -49,7 +51,17 @@ BAD_COMMAND_LINES = {
     "backends-flag": (["backends", "--bogus"], "unrecognized arguments: --bogus"),
     "backends-format": (["backends", "--format", "html"], "invalid choice: 'html'"),
     "command": (["tarin"], "unknown command 'tarin'"),
+    "train-model": (["train", "model=nope"], "model=nope"),
+    "train-field-target": (
+        ["train", "model=custom", "model.field._target_=no.such.Field"],
+        "does not import (no module named 'no')",
+    ),
 }
+if not cuda_driver_present():  # elsewhere device=cuda is valid and would train
+    BAD_COMMAND_LINES["train-cuda"] = (
+        ["train", "device=cuda"],
+        "device=cuda is not available on this machine",
+    )
 
 
 @pytest.mark.slow

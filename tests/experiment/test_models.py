@@ -13,7 +13,6 @@ from conftest import TINY
 
 from nodecli.config.compose import compose_config
 from nodecli.config.environment import check_environment
-from nodecli.config.fields import NEEDS_TRAINABLE_FIELD
 from nodecli.config.schema import SENSEALGS
 from nodecli.errors import ConfigError
 from nodecli.experiment.memory import MemoryProbe
@@ -95,14 +94,6 @@ def test_custom_needs_a_target_and_field_belongs_to_custom_only() -> None:
         compose_config(["+model.field._target_=user_fields.TimeMLP"])
 
 
-@pytest.mark.parametrize("sensealg", NEEDS_TRAINABLE_FIELD)
-def test_a_field_without_trainable_parameter_is_refused_where_the_method_needs_one(
-    sensealg: str,
-) -> None:
-    with pytest.raises(ConfigError, match=rf"no trainable parameter, which sensealg={sensealg}"):
-        check_environment(compose_config([*custom("Decay"), f"sensealg={sensealg}"]))
-
-
 # --- training ------------------------------------------------------------------------
 
 
@@ -134,7 +125,7 @@ def test_run_json_records_the_custom_fields_target_and_parameter_count(tmp_path:
     assert info["model"]["parameters"] == (784 * 4 + 4) + 34 + (4 * 10 + 10)
 
 
-@pytest.mark.parametrize("sensealg", [m for m in SENSEALGS if m not in NEEDS_TRAINABLE_FIELD])
+@pytest.mark.parametrize("sensealg", SENSEALGS)
 def test_a_parameter_free_field_trains_its_encoder_and_head(tmp_path: Path, sensealg: str) -> None:
     rows, info = train(tmp_path, [*custom("Decay"), f"sensealg={sensealg}"])
     assert info["model"]["field_parameters"] == 0 and float(rows[0]["train_loss"]) > 0
