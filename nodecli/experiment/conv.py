@@ -9,13 +9,8 @@ Weights keep PyTorch's default initialisation, as in the example.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor, nn
-
-if TYPE_CHECKING:  # types only: model.py builds the block and imports this module
-    from nodecli.experiment.model import ODEBlock
 
 #: The feature map's height and width after downsampling a 28×28 digit.
 FEATURE_SIZE = 6
@@ -71,7 +66,8 @@ def downsampling(width: int) -> nn.Sequential:
 class ConvODENet(nn.Module):
     """Downsampling → ODE block (a ConvField) → norm, ReLU, pooling, Linear(WIDTH→10)."""
 
-    def __init__(self, ode: ODEBlock, width: int = 64, n_classes: int = 10) -> None:
+    def __init__(self, ode: nn.Module, width: int = 64, n_classes: int = 10) -> None:
+        """ODE is the ODE block (nodecli.experiment.model.ODEBlock) model.py builds."""
         super().__init__()
         self.downsampling = downsampling(width)
         self.ode = ode

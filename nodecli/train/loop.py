@@ -12,15 +12,13 @@ import math
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 from torch import Tensor
 
 from nodecli.backends.registry import distribution
@@ -44,6 +42,7 @@ from nodecli.record.read import flatten
 from nodecli.record.run import RunRecord
 from nodecli.signals import GracefulStop, StopRequested
 from nodecli.train.auto_device import choose_device
+from nodecli.train.epochs import EpochResult, epochs_table, format_epoch_line
 
 console = make_console()
 err_console = make_console(stderr=True)
@@ -55,23 +54,6 @@ logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 class TrainingError(RuntimeError):
     """The run cannot go on (for example the loss is no longer finite)."""
-
-
-@dataclass
-class EpochResult:
-    epoch: int
-    train_time_s: float
-    train_loss: float
-    train_acc: float
-    test_acc: float
-    nfe_forward: int
-    nfe_backward: int
-    hold_memory_bytes: float
-    peak_memory_bytes: float
-    compile_time_s: float = 0.0  # layer_style=compiled: the part of train_time_s compiling
-
-    def as_row(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 def solve_spec(cfg: Config) -> SolveSpec:
@@ -105,14 +87,6 @@ def accuracy(model: NeuralODEClassifier, x: Tensor, y: Tensor, chunk: int = 8192
         correct += (model(xs).argmax(dim=1) == ys).sum()
     model.train()
     return 100.0 * correct.item() / len(y)
-
-
-def format_epoch_line(epoch: int, epochs: int, r: EpochResult) -> str:
-    """The reference tutorial's exact per-epoch line."""
-    return (
-        f"[{epoch}/{epochs}]\tTime {r.train_time_s:.4f}s\t"
-        f"Training Accuracy: {r.train_acc:.5f}%\tTest Accuracy: {r.test_acc:.5f}%"
-    )
 
 
 def make_optimizer(model: torch.nn.Module, lr: float) -> Adam:
@@ -187,35 +161,6 @@ def compile_model(model: NeuralODEClassifier, batch_size: int, device: torch.dev
     seconds = model.ode.warm_up(batch_size)
     synchronize(device)
     return seconds
-
-
-def epochs_table(results: list[EpochResult]) -> Table:
-    table = Table(title="nodecli: per-epoch results")
-    for name in (
-        "epoch",
-        "time (s)",
-        "loss",
-        "train acc (%)",
-        "test acc (%)",
-        "NFE fwd",
-        "NFE bwd",
-        "held (KiB)",
-        "peak (KiB)",
-    ):
-        table.add_column(name, justify="right")
-    for r in results:
-        table.add_row(
-            str(r.epoch),
-            f"{r.train_time_s:.4f}",
-            f"{r.train_loss:.4f}",
-            f"{r.train_acc:.2f}",
-            f"{r.test_acc:.2f}",
-            str(r.nfe_forward),
-            str(r.nfe_backward),
-            f"{r.hold_memory_bytes / 1024:.1f}",
-            "n/a" if math.isnan(r.peak_memory_bytes) else f"{r.peak_memory_bytes / 1024:.1f}",
-        )
-    return table
 
 
 def _training_step(cfg: Config) -> Callable[[torch.device], Callable[[], None]]:
