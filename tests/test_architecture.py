@@ -64,3 +64,64 @@ def test_package_faces_import_nothing() -> None:
             line for line in init.read_text().splitlines() if line.startswith(("import", "from"))
         ]
         assert body == [], init
+
+
+MAX_FLOORS = 7
+MAX_MODULE_LINES = 450  # the Butcher tableaus (data) aside
+
+
+def import_graph() -> dict[str, set[str]]:
+    """nodecli's modules and what each imports (module level and in functions; grimp is
+    import-linter's own graph builder)."""
+    import grimp
+
+    graph = grimp.build_graph("nodecli", cache_dir=None)
+    return {m: set(graph.find_modules_directly_imported_by(m)) for m in graph.modules}
+
+
+def test_no_module_imports_itself_round_a_cycle() -> None:
+    edges = import_graph()
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        if module in path:
+            cycle = path[path.index(module) :] + [module]
+            raise AssertionError("import cycle: " + " -> ".join(cycle))
+        if module in done:
+            return
+        for target in edges[module]:
+            if target != "nodecli":  # the package face imports nothing
+                visit(target, [*path, module])
+        done.add(module)
+
+    for module in edges:
+        visit(module, [])
+
+
+def test_imports_between_groups_run_at_most_seven_floors_deep() -> None:
+    """A group is a package (nodecli.train) or a top-level module (nodecli.cli)."""
+    groups: dict[str, set[str]] = {}
+    for module, targets in import_graph().items():
+        group = ".".join(module.split(".")[:2])
+        groups.setdefault(group, set()).update(
+            ".".join(t.split(".")[:2]) for t in targets if t != "nodecli"
+        )
+    floors: dict[str, int] = {}
+
+    def floor(group: str) -> int:
+        if group not in floors:
+            below = [floor(g) for g in groups.get(group, ()) if g != group]
+            floors[group] = 1 + max(below, default=0)
+        return floors[group]
+
+    deepest = max(groups, key=floor)
+    assert floor(deepest) <= MAX_FLOORS, (deepest, floors)
+
+
+def test_no_module_is_over_450_lines() -> None:
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in (ROOT / "nodecli").rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES and p.stem != "tableaus"
+    }
+    assert long == {}
