@@ -76,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
         help="one accuracy panel per value of KEY in the figure (grouped by KEY too)",
     )
     parser.add_argument(
+        "--x",
+        metavar="KEY",
+        help="with --plot: draw held memory, peak memory and epoch time against KEY (a "
+        "numeric grouping key), one line per value of the other keys, instead",
+    )
+    parser.add_argument(
         "--epochs",
         action="store_true",
         help="print each group's per-epoch table (time, loss, accuracies, NFE) instead",
@@ -100,12 +106,17 @@ def parse_options(args: list[str]) -> argparse.Namespace:
             f"of seconds (default {STALE_AFTER_S:g})"
         )
     given = [("--plot", options.plot), ("--baseline", options.baseline)]
-    given += [("--facet", options.facet), *(("--by", v) for v in options.by)]
+    given += [("--facet", options.facet), ("--x", options.x)]
+    given += [("--by", v) for v in options.by]
     for flag, value in given:
         if value is not None and not value.strip(" ,"):  # '' silently meant the default
             raise ConfigError(f"{flag} is empty; give a value (nodecli report --help)")
     if any(not path.strip() for path in options.paths):  # '' read the whole current folder
         raise ConfigError("an empty path was given; name run or sweep folders (or none)")
+    if options.x is not None and not options.plot:
+        raise ConfigError("--x draws a figure: give --plot FILE too")
+    if options.x is not None and options.facet is not None:
+        raise ConfigError("--x and --facet draw different figures; give one of them")
     if options.plot:
         target = Path(options.plot)
         if target.suffix.lower() not in (".png", ".pdf", ".svg"):
@@ -150,9 +161,10 @@ def report_command(args: list[str]) -> int:
     if options.plot:
         # Drawn before any table is printed: a reader that closes the pipe early
         # (`| head`) ends the process at the next print, and the figure was never written.
-        from nodecli.report.plot import plot  # matplotlib: only when a figure is asked for
+        from nodecli.report.plot import plot, x_key  # matplotlib: only for a figure
 
-        plotted = plot(df, summary, Path(options.plot), facet)
+        x = x_key(summary, options.x) if options.x else None
+        plotted = plot(df, summary, Path(options.plot), facet, x)
         if plotted:
             print(f"plot: {options.plot}", file=sys.stderr)
     if options.epochs:
