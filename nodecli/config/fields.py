@@ -4,9 +4,10 @@ The contract (docs/models.md): `model.field._target_` is the import path of an n
 class; nodecli calls it with `latent=<model.latent>` plus the user's other `model.field`
 keys; its `forward(t, y)` takes t as a 0-d tensor of y's dtype and a (batch, latent)
 state y, and returns a tensor of y's shape and dtype. `check_field` refuses, in one line,
-a target that does not import or is not an nn.Module, constructor arguments it rejects, a
-field whose output on one probe batch has another shape or dtype, and a field without a
-trainable parameter under a gradient method that needs one.
+a target that does not import (or exits the process on import, as a script that parses
+the command line does) or is not an nn.Module, constructor arguments it rejects, a field
+whose output on one probe batch has another shape or dtype or is not finite, and a field
+that torchdyn's adjoints cannot differentiate.
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from nodecli.config.schema import SENSEALGS, Config, ModelConfig
+from nodecli.config.schema import Config, ModelConfig
 from nodecli.errors import ConfigError
 
 if TYPE_CHECKING:
     from torch import nn
 
-#: Gradient methods (backend=nodecli) whose solve differentiates with respect to the
-#: field's parameters and fails when it has none (gauss's quadrature of λᵀ ∂f/∂p). The
-#: other methods train a parameter-free field's encoder and head.
-NEEDS_TRAINABLE_FIELD: tuple[str, ...] = ("gauss",)
+#: torchdyn's adjoints differentiate the field's output with respect to y and to every
+#: parameter, frozen ones included, and fail at the first backward pass when one of them
+#: takes no part ("One of the differentiated Tensors does not require grad").
+TORCHDYN_ADJOINTS: tuple[str, ...] = ("adjoint", "interpolating")
 
 #: Batch size of the probe that checks the field's output.
 PROBE_BATCH = 2
@@ -49,6 +50,12 @@ def instantiate_field(model: ModelConfig) -> nn.Module:
     disabled, hydra_utils_log.disabled = hydra_utils_log.disabled, True
     try:
         cls = get_object(str(target))
+    except SystemExit as exc:
+        raise ConfigError(
+            f"model.field._target_={target}: importing it exited (SystemExit: {exc.code}); "
+            "a field module must not parse the command line or exit when imported (move "
+            "that code under `if __name__ == '__main__':`)"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - import errors of the user's module, any type
         why = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         raise ConfigError(
@@ -83,9 +90,11 @@ def check_field(config: Config) -> None:
     import torch
 
     target = (config.model.field or {}).get("_target_")
+    method, backend = config.sensealg.name, config.backend.name
+    torchdyn_adjoint = backend == "torchdyn" and method in TORCHDYN_ADJOINTS
     with torch.random.fork_rng(devices=[]):
         field = instantiate_field(config.model)
-        y = torch.rand(PROBE_BATCH, config.model.latent)
+        y = torch.rand(PROBE_BATCH, config.model.latent).requires_grad_(torchdyn_adjoint)
         t = torch.zeros((), dtype=y.dtype)
         try:
             out = field(t, y)
@@ -104,11 +113,21 @@ def check_field(config: Config) -> None:
             f"model.field: {target}.forward(t, y) returned {got} for a state y of shape "
             f"{tuple(y.shape)} float32; it must return y's shape and dtype"
         )
-    trainable = any(p.requires_grad for p in field.parameters())
-    method = config.sensealg.name
-    if not trainable and config.backend.name == "nodecli" and method in NEEDS_TRAINABLE_FIELD:
-        others = ", ".join(m for m in SENSEALGS if m not in NEEDS_TRAINABLE_FIELD)
+    if not bool(torch.isfinite(out).all()):
         raise ConfigError(
-            f"model.field: {target} has no trainable parameter, which sensealg={method} "
-            f"needs; give the field a parameter or use sensealg {others}"
+            f"model.field: {target}.forward(t, y) returned NaN or inf for a random state y "
+            f"of shape {tuple(y.shape)}; no solver can step a field that is not finite"
         )
+    if torchdyn_adjoint:
+        how = f"which backend=torchdyn sensealg={method} cannot differentiate"
+        other = "use sensealg=direct or backend=nodecli or torchdiffeq"
+        if any(not p.requires_grad for p in field.parameters()):
+            raise ConfigError(
+                f"model.field: {target} has frozen parameters, {how} (torchdyn takes the "
+                f"gradient of every parameter); {other}"
+            )
+        (dy,) = torch.autograd.grad(out.sum(), y, allow_unused=True)
+        if dy is None:
+            raise ConfigError(
+                f"model.field: {target}.forward(t, y) does not depend on y, {how}; {other}"
+            )
