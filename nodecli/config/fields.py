@@ -4,9 +4,10 @@ The contract (docs/models.md): `model.field._target_` is the import path of an n
 class; nodecli calls it with `latent=<model.latent>` plus the user's other `model.field`
 keys; its `forward(t, y)` takes t as a 0-d tensor of y's dtype and a (batch, latent)
 state y, and returns a tensor of y's shape and dtype. `check_field` refuses, in one line,
-a target that does not import or is not an nn.Module, constructor arguments it rejects, a
-field whose output on one probe batch has another shape or dtype, and a field without a
-trainable parameter under a gradient method that needs one.
+a target that does not import (or exits the process on import, as a script that parses
+the command line does) or is not an nn.Module, constructor arguments it rejects, a field
+whose output on one probe batch has another shape or dtype or is not finite, and a field
+that torchdyn's adjoints cannot differentiate.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from nodecli.errors import ConfigError
 if TYPE_CHECKING:
     from torch import nn
 
+#: torchdyn's adjoints differentiate the field's output with respect to y and to every
+#: parameter, frozen ones included, and fail at the first backward pass when one of them
+#: takes no part ("One of the differentiated Tensors does not require grad").
+TORCHDYN_ADJOINTS: tuple[str, ...] = ("adjoint", "interpolating")
 
 #: Batch size of the probe that checks the field's output.
 PROBE_BATCH = 2
@@ -63,6 +68,12 @@ def instantiate_field(model: ModelConfig) -> nn.Module:
     disabled, hydra_utils_log.disabled = hydra_utils_log.disabled, True
     try:
         cls = get_object(str(target))
+    except SystemExit as exc:
+        raise ConfigError(
+            f"model.field._target_={target}: importing it exited (SystemExit: {exc.code}); "
+            "a field module must not parse the command line or exit when imported (move "
+            "that code under `if __name__ == '__main__':`)"
+        ) from None
     except Exception as exc:  # noqa: BLE001 - import errors of the user's module, any type
         why = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         raise ConfigError(
@@ -97,9 +108,11 @@ def check_field(config: Config) -> None:
     import torch
 
     target = (config.model.field or {}).get("_target_")
+    method, backend = config.sensealg.name, config.backend.name
+    torchdyn_adjoint = backend == "torchdyn" and method in TORCHDYN_ADJOINTS
     with torch.random.fork_rng(devices=[]):
         field = instantiate_field(config.model)
-        y = torch.rand(PROBE_BATCH, config.model.latent)
+        y = torch.rand(PROBE_BATCH, config.model.latent).requires_grad_(torchdyn_adjoint)
         t = torch.zeros((), dtype=y.dtype)
         try:
             out = field(t, y)
@@ -118,3 +131,21 @@ def check_field(config: Config) -> None:
             f"model.field: {target}.forward(t, y) returned {got} for a state y of shape "
             f"{tuple(y.shape)} float32; it must return y's shape and dtype"
         )
+    if not bool(torch.isfinite(out).all()):
+        raise ConfigError(
+            f"model.field: {target}.forward(t, y) returned NaN or inf for a random state y "
+            f"of shape {tuple(y.shape)}; no solver can step a field that is not finite"
+        )
+    if torchdyn_adjoint:
+        how = f"which backend=torchdyn sensealg={method} cannot differentiate"
+        other = "use sensealg=direct or backend=nodecli or torchdiffeq"
+        if any(not p.requires_grad for p in field.parameters()):
+            raise ConfigError(
+                f"model.field: {target} has frozen parameters, {how} (torchdyn takes the "
+                f"gradient of every parameter); {other}"
+            )
+        (dy,) = torch.autograd.grad(out.sum(), y, allow_unused=True)
+        if dy is None:
+            raise ConfigError(
+                f"model.field: {target}.forward(t, y) does not depend on y, {how}; {other}"
+            )

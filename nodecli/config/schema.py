@@ -137,6 +137,13 @@ MAX_THREADS = 1024
 MAX_SEED = 2**64 - 1
 
 
+# Integers a run passes to torch (tensor sizes, counts) must fit a signed 64-bit int.
+MAX_INT64 = 2**63 - 1
+
+# model=conv normalises with GroupNorm(min(32, width), width) (experiment/conv.py, as
+# torchdiffeq's example): a width above 32 must split into 32 equal groups.
+CONV_NORM_GROUPS = 32
+
 FLOAT32_MAX = 3.4028234663852886e38  # torch.finfo(torch.float32).max, without torch
 FLOAT32_TINY = 1.1754943508222875e-38  # torch.finfo(torch.float32).tiny (smallest normal)
 # The largest and the smallest normal number of each float type a config's numbers are
@@ -172,10 +179,29 @@ def _finite_floats(
             )
 
 
+def _int64_ints(node: object, prefix: str = "") -> None:
+    """Every integer in the config (the seed apart: checked against torch's own bound)
+    must fit int64: a larger one passes the type and range checks, then fails inside
+    torch ("Overflow when unpacking long long") after the run record is written."""
+    for f in fields(node):  # type: ignore[arg-type]
+        value = getattr(node, f.name)
+        name = f"{prefix}{f.name}"
+        if is_dataclass(value):
+            _int64_ints(value, f"{name}.")
+        elif (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and name != "seed"
+            and abs(value) > MAX_INT64
+        ):
+            raise ConfigError(f"{name}={value} is out of range: at most 2**63 - 1 = {MAX_INT64}")
+
+
 def validate(cfg: Config, dtype: str = "float32", user: str = "training") -> None:
     """Check ranges and cross-field rules that types alone cannot express; the config's
     floats must be representable in DTYPE, the float type USER runs in."""
     _finite_floats(cfg, dtype=dtype, user=user)
+    _int64_ints(cfg)
     _choice("solver.method", cfg.solver.method, SOLVERS)
     _choice("sensealg.name", cfg.sensealg.name, SENSEALGS)
     _choice("device.name", cfg.device.name, DEVICES)
@@ -229,6 +255,13 @@ def validate(cfg: Config, dtype: str = "float32", user: str = "training") -> Non
     _positive("model.latent", cfg.model.latent, "integer")
     _positive("model.hidden", cfg.model.hidden, "integer")
     _positive("model.t1", cfg.model.t1)
+    hidden = cfg.model.hidden
+    if cfg.model.name == "conv" and hidden > CONV_NORM_GROUPS and hidden % CONV_NORM_GROUPS:
+        raise ConfigError(
+            f"model.hidden={hidden} is not valid with model=conv: its GroupNorm splits the "
+            f"channels into {CONV_NORM_GROUPS} groups; use at most {CONV_NORM_GROUPS} or a "
+            f"multiple of {CONV_NORM_GROUPS} (e.g. {hidden // CONV_NORM_GROUPS * CONV_NORM_GROUPS})"
+        )
     if cfg.solver.step_size is not None:
         steps = fixed_step_count(cfg.model.t1, cfg.solver.step_size)
         if steps > cfg.solver.max_steps:

@@ -433,7 +433,19 @@ def validate_jobs(plan: SweepPlan) -> list[Config]:
         plan.job_configs = flat
     checked = set()
     for config in configs:
-        key = (config.device.name, config.dataset.name, config.dataset.root, config.data.n)
+        # Everything check_environment reads: jobs that differ only elsewhere (seeds, lr)
+        # share one check, every other job is checked on its own.
+        key = (
+            config.device.name,
+            config.dataset.name,
+            config.dataset.root,
+            config.data.n,
+            config.data.split,
+            config.backend.name,
+            config.layer_style.name,
+            config.sensealg.name,
+            json.dumps(asdict(config.model), sort_keys=True, default=str),
+        )
         if key not in checked:
             checked.add(key)
             check_environment(config)

@@ -237,10 +237,12 @@ def checkpoint_epoch(run_dir: Path, config: Config, run_id: str | None = None) -
                 f"{path} belongs to another run (run id {owner}; {RUN_FILE} says "
                 f"{run_id or 'none'})"
             )
-    except ResumeError as exc:
+    except (ResumeError, ConfigError) as exc:  # ConfigError: a field that no longer builds
         raise ConfigError(f"resume={run_dir}: {exc}; {UNCHANGED}") from exc
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # load_state_dict's first line is only a heading: keep the first mismatch too.
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        first = " ".join(lines[:2]) if lines else type(exc).__name__
         raise ConfigError(
             f"resume={run_dir}: {path} does not fit this run's model ({first}); {UNCHANGED}"
         ) from exc

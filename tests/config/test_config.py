@@ -124,6 +124,13 @@ def test_every_method_has_an_implementation() -> None:
         ("solver.rtol=1e-300", "solver.rtol=1e-300 is out of range: training runs in float32"),
         ("train.lr=1e-40", "train.lr=1e-40 is out of range: training runs in float32"),
         ("hydra.mode=MULTIRUN", "hydra.mode=MULTIRUN is not supported"),
+        (
+            "train.batch_size=9223372036854775808",
+            "train.batch_size=9223372036854775808 is out of range: at most 2**63 - 1",
+        ),
+        ("model.hidden=9223372036854775808", "model.hidden=9223372036854775808 is out of range"),
+        ("model.latent=99999999999999999999", "model.latent=99999999999999999999 is out of"),
+        ("solver.max_steps=9223372036854775808", "solver.max_steps=9223372036854775808 is out"),
     ],
 )
 def test_values_that_cannot_work_are_one_line_config_errors(override: str, expected: str) -> None:
@@ -131,6 +138,14 @@ def test_values_that_cannot_work_are_one_line_config_errors(override: str, expec
         compose_config([override])
     assert str(err.value).startswith(expected)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("hidden", [48, 100, 1000])
+def test_conv_width_must_split_into_its_32_norm_groups(hidden: int) -> None:
+    with pytest.raises(ConfigError, match=f"model.hidden={hidden} is not valid with model=conv"):
+        compose_config(["model=conv", f"model.hidden={hidden}"])
+    for fine in (1, 16, 32, 64, 1024):
+        compose_config(["model=conv", f"model.hidden={fine}"])
 
 
 def test_sensealg_tolerances_must_be_finite() -> None:

@@ -77,6 +77,19 @@ def test_custom_field_gets_latent_and_the_users_keys() -> None:
         (custom("WrongShape"), "returned shape (2, 1) float32 for a state y of shape (2, 20)"),
         (custom("WrongDtype"), "returned shape (2, 20) float64"),
         (custom("Broken"), "forward(t, y) raised RuntimeError"),
+        (custom("NotFinite"), "NotFinite.forward(t, y) returned NaN or inf"),
+        (
+            ["model=custom", "model.field._target_=user_script.Field"],
+            "model.field._target_=user_script.Field: importing it exited (SystemExit: 2",
+        ),
+        (
+            [*custom("FrozenMLP"), "backend=torchdyn", "sensealg=adjoint"],
+            "FrozenMLP has frozen parameters, which backend=torchdyn sensealg=adjoint",
+        ),
+        (
+            [*custom("Drift"), "backend=torchdyn", "sensealg=interpolating"],
+            "Drift.forward(t, y) does not depend on y, which backend=torchdyn",
+        ),
     ],
 )
 def test_a_bad_custom_field_is_refused_in_one_line_before_the_run(

@@ -77,3 +77,21 @@ class NotAModule:
 def make_field(latent: int) -> nn.Module:
     """A factory function rather than a class."""
     return TimeMLP(latent)
+
+
+class Drift(nn.Module):
+    """dy/dt = w: a trainable parameter, but independent of y."""
+
+    def __init__(self, latent: int) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(latent) * 0.1)
+
+    def forward(self, t: Tensor, y: Tensor) -> Tensor:
+        return self.w.expand_as(y)
+
+
+class NotFinite(TimeMLP):
+    """Returns NaN everywhere (a division by zero in a user's field)."""
+
+    def forward(self, t: Tensor, y: Tensor) -> Tensor:
+        return super().forward(t, y) * float("nan")

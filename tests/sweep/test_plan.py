@@ -119,3 +119,26 @@ def test_a_damaged_multirun_yaml_is_not_called_missing(tmp_path: Path) -> None:
     (sweep / "multirun.yaml").write_text("{")
     with pytest.raises(ConfigError, match="there is no readable multirun.yaml to rebuild"):
         plan_sweep([f"sweep.resume={sweep}"])
+
+
+@pytest.mark.parametrize(
+    "varying, expected",
+    [
+        (["data.split=0.5,0.001"], "leaves an empty train or test set"),
+        (
+            ["model=custom", "model.field._target_=user_fields.TimeMLP,user_fields.WrongShape"],
+            "WrongShape.forward\\(t, y\\) returned shape",
+        ),
+    ],
+)
+def test_every_job_environment_is_checked_before_the_first_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, varying: list[str], expected: str
+) -> None:
+    from nodecli.sweep.plan import validate_jobs
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "fields"))
+
+    plan = plan_sweep([*varying, "data.n=200", f"hydra.sweep.dir={tmp_path / 's'}"])
+    with pytest.raises(ConfigError, match=expected):
+        validate_jobs(plan)
+    assert not (tmp_path / "s").exists()

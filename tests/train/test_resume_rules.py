@@ -260,3 +260,22 @@ def test_a_hydra_folder_holding_other_files_is_not_a_killed_start(tmp_path: Path
     (users / "notes.txt").write_text("mine\n")
     with pytest.raises(ConfigError, match=r"is not empty .*\(\.hydra\)"):
         check_new_run_dir(users.parent, "hydra.run.dir")
+
+
+def test_resume_says_why_the_model_cannot_be_rebuilt(tmp_path: Path) -> None:
+    """A field module that vanished is named as such, and a changed model names the
+    parameter whose shape differs (not only torch's 'Error(s) in loading state_dict')."""
+    run_dir = tmp_path / "run"
+    write_record(run_dir, 1)
+    before = snapshot(run_dir)
+    gone = compose_config(
+        [*TINY[1:], "train.epochs=2", "model=custom", "model.field._target_=gone_pkg.F"]
+    )
+    with pytest.raises(ConfigError) as err:
+        validate_record(run_dir, gone)
+    assert str(err.value).startswith(f"resume={run_dir}: model.field._target_=gone_pkg.F does")
+    assert "does not fit" not in str(err.value)
+    wider = compose_config([*TINY[1:], "train.epochs=2", "model.hidden=11"])
+    with pytest.raises(ConfigError, match=r"does not fit this run's model \(.*size mismatch"):
+        validate_record(run_dir, wider)
+    assert snapshot(run_dir) == before
