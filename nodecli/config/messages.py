@@ -126,3 +126,24 @@ def explain_compose_error(exc: Exception, conf_dir: Path) -> str:
         return f"malformed override: {text.splitlines()[0]} (expected key=value or group=option)"
     first = next((line.strip() for line in text.splitlines() if line.strip()), repr(exc))
     return first
+
+
+def missing_plugin(text: str, hpo_extra: str) -> str | None:
+    """Hydra's "Could not find 'hydra/launcher/X'" (or sweeper) as one line naming the
+    launchers or sweepers there are, and the extra that installs them."""
+    import re
+
+    launcher = re.search(r"Could not find 'hydra/launcher/([^']*)'", text)
+    if launcher:
+        return (
+            f"hydra/launcher={launcher.group(1)} is not an installed launcher; Hydra's "
+            "launchers: basic, joblib, submitit_local, submitit_slurm (the last three: "
+            "pip install 'nodecli[launchers]')"
+        )
+    sweeper = re.search(r"Could not find 'hydra/sweeper/([^']*)'", text)
+    if sweeper:
+        return (
+            f"hydra/sweeper={sweeper.group(1)} is not an installed sweeper; sweepers: "
+            f"nodecli (the default grid), basic (Hydra's grid), optuna (a search; {hpo_extra})"
+        )
+    return None

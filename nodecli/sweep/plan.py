@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from omegaconf import OmegaConf
 
 from nodecli.config.compose import compose_config, resolve_hydra_dir
 from nodecli.config.environment import check_environment, require_package
+from nodecli.config.messages import missing_plugin
 from nodecli.config.overrides import parse_overrides, shell_override
 from nodecli.config.schema import Config, config_from_tree
 from nodecli.errors import ConfigError
@@ -406,20 +406,9 @@ def validate_jobs(plan: SweepPlan) -> list[Config]:
         try:
             configs.append(compose_config([*plan.hydra_overrides, *job]))
         except ConfigError as exc:
-            launcher = re.search(r"Could not find 'hydra/launcher/([^']*)'", str(exc))
-            if launcher:
-                raise ConfigError(
-                    f"hydra/launcher={launcher.group(1)} is not an installed launcher; Hydra's "
-                    "launchers: basic, joblib, submitit_local, submitit_slurm (the last three: "
-                    "pip install 'nodecli[launchers]')"
-                ) from exc
-            sweeper = re.search(r"Could not find 'hydra/sweeper/([^']*)'", str(exc))
-            if sweeper:
-                raise ConfigError(
-                    f"hydra/sweeper={sweeper.group(1)} is not an installed sweeper; sweepers: "
-                    f"nodecli (the default grid), basic (Hydra's grid), optuna (a search; "
-                    f"{HPO_EXTRA})"
-                ) from exc
+            plugin = missing_plugin(str(exc), HPO_EXTRA)
+            if plugin:
+                raise ConfigError(plugin) from exc
             where = f" (in job {' '.join(job)})" if len(jobs) > 1 else ""
             raise ConfigError(f"{exc}{where}") from exc
     if not plan.search:
