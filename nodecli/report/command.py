@@ -161,10 +161,14 @@ def report_command(args: list[str]) -> int:
     if options.plot:
         # Drawn before any table is printed: a reader that closes the pipe early
         # (`| head`) ends the process at the next print, and the figure was never written.
-        from nodecli.report.plot import plot, x_key  # matplotlib: only for a figure
+        from nodecli.report.plot import plot  # matplotlib: only for a figure
+        from nodecli.report.scaling import build_x_figure, x_key
 
-        x = x_key(summary, options.x) if options.x else None
-        plotted = plot(df, summary, Path(options.plot), facet, x)
+        figure = build_x_figure(df, summary, x_key(summary, options.x)) if options.x else None
+        if options.x and figure is None:
+            plotted = False
+        else:
+            plotted = plot(df, summary, Path(options.plot), facet, figure)
         if plotted:
             print(f"plot: {options.plot}", file=sys.stderr)
     if options.epochs:

@@ -34,7 +34,7 @@ def study(root: Path, methods=("direct", "adjoint"), hiddens=(8, 32, 128), t1s=(
 def test_x_draws_three_panels_with_one_line_per_other_key_combination(tmp_path, capsys):
     from nodecli.record.layout import find_run_dirs
     from nodecli.report.aggregate import load_runs, summarize
-    from nodecli.report.plot import build_x_figure, x_key
+    from nodecli.report.scaling import build_x_figure, x_key
 
     n = study(tmp_path / "runs")
     df = load_runs(find_run_dirs([str(tmp_path / "runs")]), 600)
@@ -74,7 +74,7 @@ def test_x_writes_the_png_through_the_atomic_writer(tmp_path, capsys, monkeypatc
 def test_x_on_a_narrow_range_keeps_a_linear_x_axis(tmp_path):
     from nodecli.record.layout import find_run_dirs
     from nodecli.report.aggregate import load_runs, summarize
-    from nodecli.report.plot import build_x_figure
+    from nodecli.report.scaling import build_x_figure
 
     study(tmp_path / "runs", hiddens=(8, 16, 32))
     df = load_runs(find_run_dirs([str(tmp_path / "runs")]), 600)
