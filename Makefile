@@ -26,13 +26,15 @@ demo: install
 	@echo "or call it by its path:"
 	@echo "    $(VENV)/bin/nodecli report"
 
-# Every test, the slow subprocess ones included (what CI runs).
+# Every test, the slow subprocess ones included (what CI runs), one worker per core
+# (pytest-xdist; tests sharing a module fixture stay on one worker: --dist loadgroup),
+# with the line coverage of nodecli printed at the end.
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadgroup --cov=nodecli --cov-report=term
 
 # The in-process tests only (about a minute): for the edit-test loop.
 test-fast: install
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -n auto --dist loadgroup -m "not slow"
 
 # ruff, then the import contracts in pyproject.toml (import-linter).
 lint: install
