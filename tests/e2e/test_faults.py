@@ -87,8 +87,9 @@ def nodecli_here(monkeypatch, capsys):
 
     def call(args: list[str], cwd: Path) -> tuple[int, str]:
         COUNTS["runs_attempted"] += 1
-        monkeypatch.chdir(cwd)
-        return run_main(args, capsys)
+        with monkeypatch.context() as patch:  # back out of CWD at once: a mount is unmounted
+            patch.chdir(cwd)
+            return run_main(args, capsys)
 
     return call
 
@@ -296,7 +297,9 @@ def mounted_tmpfs(mount: Path, options: str):
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({done.stderr.decode().strip()})")
     yield mount
-    subprocess.run(["umount", str(mount)], check=False)
+    # A failed in-process run may still hold its claim (.nodecli.lock) open: detach then.
+    if subprocess.run(["umount", str(mount)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "--lazy", str(mount)], check=False)
 
 
 @pytest.fixture
