@@ -60,6 +60,24 @@ def cli(tmp_path: Path):
     return call
 
 
+@pytest.fixture
+def cli_here(tmp_path: Path, monkeypatch, capsys):
+    """The in-process twin of `cli`: cli_here('train', 'seed=1') → CompletedProcess, from
+    `nodecli.cli.main` run in this process inside tmp_path. For what needs no process of
+    its own (no signal, pipe, race or start-up): seconds faster, and it counts for coverage."""
+    from nodecli import cli as command
+
+    monkeypatch.chdir(tmp_path)
+
+    def call(*args: str) -> subprocess.CompletedProcess:
+        with pytest.raises(SystemExit) as exit_info:
+            command.main(list(args))
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["nodecli", *args], int(exit_info.value.code), out, err)
+
+    return call
+
+
 @pytest.fixture(autouse=True)
 def cpu_unless_cuda_test(request, monkeypatch) -> None:
     """In process, device=auto sees only the CPU, except in tests marked `cuda`; those

@@ -1,4 +1,6 @@
-"""Faults leave an intact record with an honest status; runs resume exactly."""
+"""Faults leave an intact record with an honest status; runs resume exactly.
+
+Signals and kills need a `nodecli` process (slow); the rest runs `nodecli` in this one."""
 
 from __future__ import annotations
 
@@ -27,9 +29,8 @@ def status(run_dir: Path) -> dict:
     return json.loads((run_dir / "run.json").read_text())
 
 
-@pytest.mark.slow
-def test_diverging_loss_fails_at_once_naming_epoch_and_batch(cli, tmp_path: Path) -> None:
-    result = cli("train", "train.lr=1e36", "data.n=300", "train.epochs=3")
+def test_diverging_loss_fails_at_once_naming_epoch_and_batch(cli_here, tmp_path: Path) -> None:
+    result = cli_here("train", "train.lr=1e36", "data.n=300", "train.epochs=3")
     assert result.returncode == 1
     assert "loss became inf at epoch 1, batch 2" in result.stderr
     (run_dir,) = run_dirs(tmp_path)
@@ -50,10 +51,9 @@ def test_nan_loss_is_caught_in_the_loop() -> None:
         train_epoch(model, optimizer, data, 8, torch.Generator(), 3, torch.device("cpu"))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("sensealg", ["direct", "adjoint"])
-def test_solver_failure_names_the_settings_that_help(cli, tmp_path: Path, sensealg) -> None:
-    result = cli("train", *TINY, f"sensealg={sensealg}", "solver.max_steps=1")
+def test_solver_failure_names_the_settings_that_help(cli_here, tmp_path: Path, sensealg) -> None:
+    result = cli_here("train", *TINY, f"sensealg={sensealg}", "solver.max_steps=1")
     assert result.returncode == 1
     assert "solver.max_steps" in result.stderr and "Traceback" not in result.stderr
     (run_dir,) = run_dirs(tmp_path)
@@ -128,14 +128,13 @@ def test_sigterm_then_resume_matches_straight_run(cli, tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.slow
-def test_extending_a_finished_run_equals_a_longer_run(cli, tmp_path: Path) -> None:
-    assert cli("train", *TINY, "train.epochs=2").returncode == 0
+def test_extending_a_finished_run_equals_a_longer_run(cli_here, tmp_path: Path) -> None:
+    assert cli_here("train", *TINY, "train.epochs=2").returncode == 0
     (first,) = run_dirs(tmp_path)
-    extended = cli("train", f"resume={first}", "train.epochs=4")
+    extended = cli_here("train", f"resume={first}", "train.epochs=4")
     assert extended.returncode == 0, extended.stderr
     assert "[3/4]" in extended.stdout and "[1/4]" not in extended.stdout
-    assert cli("train", *TINY, "train.epochs=4").returncode == 0
+    assert cli_here("train", *TINY, "train.epochs=4").returncode == 0
     (straight,) = [d for d in run_dirs(tmp_path) if d != first]
     pd.testing.assert_frame_equal(
         pd.read_csv(first / "metrics.csv")[SAME], pd.read_csv(straight / "metrics.csv")[SAME]
@@ -143,7 +142,7 @@ def test_extending_a_finished_run_equals_a_longer_run(cli, tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_hard_kill_leaves_a_running_record_that_resumes(cli, tmp_path: Path) -> None:
+def test_hard_kill_leaves_a_running_record_that_resumes(cli_here, tmp_path: Path) -> None:
     proc = start_run(tmp_path, *SLOW)
     run_dir = wait_for_epochs(tmp_path, 1, proc)
     proc.kill()
@@ -153,7 +152,7 @@ def test_hard_kill_leaves_a_running_record_that_resumes(cli, tmp_path: Path) -> 
         pytest.skip("the run finished before the kill landed")
     assert info["status"] == "running" and info["heartbeat_at"] >= info["started_at"]
     pd.read_csv(run_dir / "metrics.csv")  # still a valid table
-    resumed = cli("train", f"resume={run_dir}")
+    resumed = cli_here("train", f"resume={run_dir}")
     assert resumed.returncode == 0, resumed.stderr
     assert len(pd.read_csv(run_dir / "metrics.csv")) == 5
 
@@ -174,24 +173,22 @@ def test_resume_of_something_that_is_not_a_run(tmp_path, make_target, expected) 
     assert len(str(info.value).splitlines()) == 1
 
 
-@pytest.mark.slow
-def test_resume_refuses_config_changes_and_finished_runs(cli, tmp_path: Path) -> None:
-    assert cli("train", *TINY).returncode == 0
+def test_resume_refuses_config_changes_and_finished_runs(cli_here, tmp_path: Path) -> None:
+    assert cli_here("train", *TINY).returncode == 0
     (run_dir,) = run_dirs(tmp_path)
     before = (run_dir / "metrics.csv").read_text()
-    changed = cli("train", f"resume={run_dir}", "sensealg=adjoint")
+    changed = cli_here("train", f"resume={run_dir}", "sensealg=adjoint")
     assert changed.returncode == 2 and "only train.epochs=N" in changed.stderr
-    finished = cli("train", f"resume={run_dir}")
+    finished = cli_here("train", f"resume={run_dir}")
     assert finished.returncode == 2 and "already has 1 finished epoch(s)" in finished.stderr
     assert (run_dir / "metrics.csv").read_text() == before
 
 
-@pytest.mark.slow
-def test_new_run_never_overwrites_an_existing_record(cli, tmp_path: Path) -> None:
-    assert cli("train", *TINY).returncode == 0
+def test_new_run_never_overwrites_an_existing_record(cli_here, tmp_path: Path) -> None:
+    assert cli_here("train", *TINY).returncode == 0
     (run_dir,) = run_dirs(tmp_path)
     before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
-    result = cli("train", *TINY, "seed=1", f"hydra.run.dir={run_dir}")
+    result = cli_here("train", *TINY, "seed=1", f"hydra.run.dir={run_dir}")
     assert result.returncode == 2 and "already holds a run record" in result.stderr
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
 
@@ -233,18 +230,17 @@ def test_run_and_sweep_paths_survive_hydras_override_grammar(path: str) -> None:
     assert parsed.value() == path
 
 
-@pytest.mark.slow
-def test_an_interpolated_run_dir_is_checked_where_it_resolves(cli, tmp_path: Path) -> None:
+def test_an_interpolated_run_dir_is_checked_where_it_resolves(cli_here, tmp_path: Path) -> None:
     """`hydra.run.dir=runs/s_${seed}` was checked and claimed under its literal name, so a
     second run wrote over the first one's record in runs/s_0."""
-    assert cli("train", *TINY, "hydra.run.dir=runs/s_${seed}").returncode == 0
+    assert cli_here("train", *TINY, "hydra.run.dir=runs/s_${seed}").returncode == 0
     run_dir = tmp_path / "runs" / "s_0"
     before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
-    again = cli("train", *TINY, "train.lr=0.01", "hydra.run.dir=runs/s_${seed}")
+    again = cli_here("train", *TINY, "train.lr=0.01", "hydra.run.dir=runs/s_${seed}")
     assert again.returncode == 2 and "runs/s_0 already holds a run record" in again.stderr
     assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["s_0"]
-    swept = cli("sweep", *TINY, "seed=0,1", "hydra.sweep.dir=sw_${now:%Y}")
+    swept = cli_here("sweep", *TINY, "seed=0,1", "hydra.sweep.dir=sw_${now:%Y}")
     assert swept.returncode == 0 and "all 2 job(s) completed" in swept.stdout, swept.stderr
     (sweep_dir,) = tmp_path.glob("sw_*")
     assert "$" not in sweep_dir.name and (sweep_dir / "sweep.json").is_file()

@@ -152,15 +152,14 @@ def test_empty_mlflow_keys_are_refused_before_any_work(key: str) -> None:
     check_trackers(LoggerConfig(mlflow=MLflowConfig()))
 
 
-@pytest.mark.slow
-def test_train_logs_to_both_trackers_what_metrics_csv_holds(cli, tmp_path: Path) -> None:
+def test_train_logs_to_both_trackers_what_metrics_csv_holds(cli_here, tmp_path: Path) -> None:
     pytest.importorskip("mlflow")
     pytest.importorskip("tensorboard")
     import mlflow
     import pandas as pd
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    result = cli("train", "logger=[tensorboard,mlflow]", "sensealg=adjoint", *TINY2)
+    result = cli_here("train", "logger=[tensorboard,mlflow]", "sensealg=adjoint", *TINY2)
     assert result.returncode == 0, result.stderr
     (run_dir,) = run_dirs(tmp_path)
     metrics = pd.read_csv(run_dir / "metrics.csv")
@@ -184,11 +183,10 @@ def test_train_logs_to_both_trackers_what_metrics_csv_holds(cli, tmp_path: Path)
     assert run["metrics.final_test_acc"] == metrics["test_acc"].iloc[-1]
 
 
-@pytest.mark.slow
-def test_unreachable_mlflow_server_keeps_the_run_and_its_record(cli, tmp_path: Path) -> None:
+def test_unreachable_mlflow_server_keeps_the_run_and_its_record(cli_here, tmp_path: Path) -> None:
     pytest.importorskip("mlflow")
     uri = "logger.mlflow.tracking_uri=http://127.0.0.1:9"
-    result = cli("train", "logger=mlflow", uri, *TINY2)
+    result = cli_here("train", "logger=mlflow", uri, *TINY2)
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stderr.splitlines() if "logger=mlflow failed" in line]
     assert len(warnings) == 1 and "Traceback" not in result.stderr

@@ -1,5 +1,6 @@
 """`nodecli sweep` end to end: multirun, summary, failures, resume, launchers; then
-`nodecli report` on the records it wrote."""
+`nodecli report` on the records it wrote. A subprocess only for the shared sweeps, the
+launchers (their own processes) and a signal; the rest runs `nodecli` in this process."""
 
 from __future__ import annotations
 
@@ -66,9 +67,11 @@ def test_sweep_runs_every_combination_in_its_own_folder(swept) -> None:
 
 
 @pytest.mark.slow
-def test_report_on_the_sweep(swept, tmp_path: Path) -> None:
+def test_report_on_the_sweep(swept, cli_here, tmp_path: Path) -> None:
     root, _ = swept
-    result = run_cli(["report", "--format", "markdown", "--plot", str(tmp_path / "r.png")], root)
+    result = cli_here(
+        "report", str(root), "--format", "markdown", "--plot", str(tmp_path / "r.png")
+    )
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("|")]
     assert len(rows) == 2 + 2
@@ -258,10 +261,11 @@ def test_long_overrides_and_path_values_get_one_folder_name_each(
     )
 
 
-@pytest.mark.slow
-def test_failed_job_does_not_stop_others_and_resume_reruns_only_it(cli, tmp_path: Path) -> None:
+def test_failed_job_does_not_stop_others_and_resume_reruns_only_it(
+    cli_here, tmp_path: Path
+) -> None:
     # solver.max_steps=1 validates but the solver gives up at run time: a failed run.
-    result = cli("sweep", "solver.max_steps=1,10000", *TINY1)
+    result = cli_here("sweep", "solver.max_steps=1,10000", *TINY1)
     assert result.returncode == 1
     (sweep_dir,) = sweep_dirs(tmp_path)
     failed, ok = job_dirs(sweep_dir)
@@ -270,7 +274,7 @@ def test_failed_job_does_not_stop_others_and_resume_reruns_only_it(cli, tmp_path
     assert "1 of 2 job(s) did not complete" in result.stdout
     completed_record = (ok / "run.json").read_text()
 
-    result = cli("sweep", f"sweep.resume={sweep_dir}")
+    result = cli_here("sweep", f"sweep.resume={sweep_dir}")
     assert result.returncode == 1
     assert "job 1 (of 2) skipped (already completed)" in result.stdout
     assert "job 0 (of 2) started" in result.stdout and "job 1 (of 2) started" not in result.stdout
@@ -291,7 +295,7 @@ def basic_tiny(tmp_path_factory) -> Path:
 
 
 @pytest.mark.slow
-def test_resume_completes_a_killed_job(cli, tmp_path: Path, basic_tiny: Path) -> None:
+def test_resume_completes_a_killed_job(cli_here, tmp_path: Path, basic_tiny: Path) -> None:
     sweep_dir = tmp_path / "outputs" / "sweeps" / "copy"
     shutil.copytree(basic_tiny, sweep_dir)
     killed, done = job_dirs(sweep_dir)
@@ -300,22 +304,22 @@ def test_resume_completes_a_killed_job(cli, tmp_path: Path, basic_tiny: Path) ->
     live = {**info, "status": "running", "pid": os.getpid(), "host": socket.gethostname()}
     live["heartbeat_at"] = datetime.now(timezone.utc).isoformat()
     (killed / "run.json").write_text(json.dumps(live))
-    result = cli("sweep", f"sweep.resume={sweep_dir}")
+    result = cli_here("sweep", f"sweep.resume={sweep_dir}")
     assert result.returncode == 2 and "is still running" in result.stderr, result.stderr
     # What SIGKILL leaves behind: status still "running", an old heartbeat.
     info.update(status="running", heartbeat_at="2020-01-01T00:00:00.000+00:00", ended_at=None)
     (killed / "run.json").write_text(json.dumps(info))
-    report = cli("report", "--format", "json")
+    report = cli_here("report", "--format", "json")
     assert [r["status"] for r in json.loads(report.stdout)["incomplete"]] == ["stale"]
 
-    result = cli("sweep", f"sweep.resume={sweep_dir}")
+    result = cli_here("sweep", f"sweep.resume={sweep_dir}")
     assert result.returncode == 0, result.stdout
     assert "job 1 (of 2) skipped" in result.stdout and "job 0 (of 2) started" in result.stdout
     # continued from its last finished epoch, as a requeued job is: nothing trained twice
     assert "was running: continuing after epoch 1" in result.stdout, result.stdout
     assert status(killed) == "completed" and status(done) == "completed"
     assert not (killed / "attempts").exists()
-    report = cli("report", "--format", "json")
+    report = cli_here("report", "--format", "json")
     assert json.loads(report.stdout)["incomplete"] == []
 
 
@@ -348,17 +352,17 @@ def test_launchers_write_the_same_records_as_basic(
 
 
 @pytest.mark.slow
-def test_resume_with_the_same_overrides_in_any_order(cli, tmp_path: Path, basic_tiny) -> None:
+def test_resume_with_the_same_overrides_in_any_order(cli_here, tmp_path: Path, basic_tiny) -> None:
     sweep_dir = tmp_path / "copy"
     shutil.copytree(basic_tiny, sweep_dir)
     before = [(j / "run.json").read_text() for j in job_dirs(sweep_dir)]
     reordered = [*reversed(TINY1), "seed=0,1"]
-    result = cli("sweep", *reordered, f"sweep.resume={sweep_dir}")
+    result = cli_here("sweep", *reordered, f"sweep.resume={sweep_dir}")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("skipped (already completed)") == 2
     assert [(j / "run.json").read_text() for j in job_dirs(sweep_dir)] == before
     assert len(job_dirs(sweep_dir)) == 2
-    result = cli("sweep", "seed=0,1,2", *TINY1, f"sweep.resume={sweep_dir}")
+    result = cli_here("sweep", "seed=0,1,2", *TINY1, f"sweep.resume={sweep_dir}")
     assert result.returncode == 2 and "resume it with the same overrides" in result.stderr
 
 
