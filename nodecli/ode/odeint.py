@@ -9,7 +9,7 @@ the API and where it differs from torchdiffeq.
 Gradients with respect to the output times come from the flow's time derivatives, which
 every gradient method can give: ∂y(t_b)/∂t_b = f(t_b, y(t_b)) and the start time enters
 as -λ(t_a)ᵀ f(t_a, y(t_a)), λ(t_a) being the gradient that reached y(t_a) through the
-solve (torchdiffeq's odeint_adjoint uses the same formulas). `_TimeIn` and `_TimeOut`
+solve (torchdiffeq's odeint_adjoint uses the same formulas). `_TimeGradient`
 add these terms around each interval, only when t requires grad.
 """
 
@@ -139,20 +139,21 @@ def _solve_intervals(
         interval_spec = spec
         if fixed_per_interval:  # torchdiffeq's default grid for fixed steps: the output times
             interval_spec = replace(spec, solver=replace(spec.solver, step_size=abs(tb - ta)))
-        y_in = _TimeIn.apply(y, t[i], f, ta) if time_grad else y
+        y_in = _TimeGradient.apply(y, t[i], f, ta, -1.0) if time_grad else y
         y = solve(f, y_in, params, ta, tb, interval_spec)
         if time_grad:
-            y = _TimeOut.apply(y, t[i + 1], f, tb)
+            y = _TimeGradient.apply(y, t[i + 1], f, tb, 1.0)
         ys.append(y)
     return torch.stack(ys)
 
 
-class _TimeIn(torch.autograd.Function):
-    """Identity on y(t_a); backward adds dL/dt_a = -λ(t_a)ᵀ f(t_a, y(t_a))."""
+class _TimeGradient(torch.autograd.Function):
+    """Identity on y(t); backward adds SIGN · gᵀ f(t, y(t)) as dL/dt: +1 at an interval's end
+    (g the gradient reaching y(t_b)), -1 at its start (g = λ(t_a))."""
 
     @staticmethod
-    def forward(ctx: Any, y: Tensor, t: Tensor, f: CountingField, ta: float) -> Tensor:
-        ctx.f, ctx.ta = f, ta
+    def forward(ctx: Any, y: Tensor, t: Tensor, f: CountingField, at: float, sign: float) -> Tensor:
+        ctx.f, ctx.at, ctx.sign = f, at, sign
         ctx.save_for_backward(y, t)
         return y.view_as(y)
 
@@ -162,27 +163,8 @@ class _TimeIn(torch.autograd.Function):
         grad_t = None
         if ctx.needs_input_grad[1]:
             with torch.no_grad():
-                grad_t = -(grad * ctx.f(ctx.ta, y)).sum().to(t.dtype)
-        return grad, grad_t, None, None
-
-
-class _TimeOut(torch.autograd.Function):
-    """Identity on y(t_b); backward adds dL/dt_b = gᵀ f(t_b, y(t_b))."""
-
-    @staticmethod
-    def forward(ctx: Any, y: Tensor, t: Tensor, f: CountingField, tb: float) -> Tensor:
-        ctx.f, ctx.tb = f, tb
-        ctx.save_for_backward(y, t)
-        return y.view_as(y)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor):
-        y, t = ctx.saved_tensors
-        grad_t = None
-        if ctx.needs_input_grad[1]:
-            with torch.no_grad():
-                grad_t = (grad * ctx.f(ctx.tb, y)).sum().to(t.dtype)
-        return grad, grad_t, None, None
+                grad_t = ctx.sign * (grad * ctx.f(ctx.at, y)).sum().to(t.dtype)
+        return grad, grad_t, None, None, None
 
 
 def _check_state(y0: Any) -> Tensor:
