@@ -119,7 +119,7 @@ def start_long_sweep(cluster, root: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [*nodecli_command(), "sweep", *LONG_JOB, *SLURM],
         cwd=root,
-        env=cpu_env(**cluster.env, COLUMNS="200"),
+        env=cpu_env(**{**cluster.env, "COLUMNS": "200"}),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
