@@ -106,3 +106,36 @@ def resolve_hydra_dir(key: str, overrides: list[str]) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"{key} resolves to {value!r}, not a folder name")
     return value
+
+
+def resolve_sweep_subdirs(hydra_overrides: list[str], jobs: list[list[str]]) -> list[list[str]]:
+    """Each job's hydra.sweep.subdir as Hydra resolves it when it launches the job, once
+    under each job id a launcher may give (the basic launcher's `N`, joblib's
+    `nodecli_N`): two different names mean a folder a resume could not find again.
+    ConfigError (one line) when the subdir cannot be resolved for a job."""
+    import copy
+
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    resolved: list[list[str]] = []
+    with composing() as compose:
+        for num, job in enumerate(jobs):
+            composed = compose(overrides=[*hydra_overrides, *job], return_hydra_config=True)
+            names = []
+            for job_id in (f"{num}", f"nodecli_{num}"):
+                cfg = copy.deepcopy(composed)  # set_config makes its argument read-only
+                with open_dict(cfg):
+                    cfg.hydra.job.num = num
+                    cfg.hydra.job.id = job_id
+                HydraConfig.instance().set_config(cfg)
+                try:
+                    names.append(str(cfg.hydra.sweep.subdir))
+                except Exception as exc:  # an interpolation that cannot resolve
+                    first = str(exc).strip().splitlines()[0]
+                    raise ConfigError(
+                        f"hydra.sweep.subdir cannot be resolved for job {num} ({first}); use "
+                        "keys of the config, ${hydra.job.num} or ${hydra.job.override_dirname}"
+                    ) from None
+            resolved.append(names)
+    return resolved

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,37 @@ def hydra_arg_parser() -> argparse.ArgumentParser:
     from hydra._internal.utils import get_args_parser
 
     return raise_usage_errors(get_args_parser(), "nodecli train --help lists the options")
+
+
+@dataclass(frozen=True)
+class HydraJob:
+    """What Hydra tells the job it is running (read from HydraConfig inside the task)."""
+
+    output_dir: Path  # the job's own folder (hydra.runtime.output_dir)
+    overrides: list[str]  # the job's command-line overrides (hydra.overrides.task)
+    num: int  # its number in a sweep (hydra.job.num); 0 for a single run
+    sweep_dir: Path  # the sweep's folder (hydra.sweep.dir); read only for sweep jobs
+
+
+def current_job(sweep: bool = False) -> HydraJob:
+    """The running Hydra job; SWEEP: a sweep job, whose sweep folder is read too (a single
+    run's hydra.sweep.dir is never resolved: it may name a clock it does not need)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    hydra_cfg = HydraConfig.get()
+    return HydraJob(
+        output_dir=Path(hydra_cfg.runtime.output_dir),
+        overrides=list(hydra_cfg.overrides.task),
+        num=int(hydra_cfg.job.num) if sweep else 0,
+        sweep_dir=Path(hydra_cfg.sweep.dir) if sweep else Path(),
+    )
+
+
+def register_plugin(plugin: type) -> None:
+    """Make a Hydra plugin class (a sweeper) known to Hydra, the way Hydra documents it."""
+    from hydra.core.plugins import Plugins
+
+    Plugins.instance().register(plugin)
 
 
 def run_hydra(

@@ -175,3 +175,23 @@ def override_value(text: str) -> str:
     after `=` when it is not a string (a number, null)."""
     value = parse_overrides([text])[0].value()
     return value if isinstance(value, str) else text.split("=", 1)[1]
+
+
+def expand_jobs(overrides: list[str]) -> list[list[str]]:
+    """Every job of a sweep (`seed=0,1 train.lr=1e-3,1e-2`: 4 jobs), in Hydra's order (job
+    i is hydra.job.num == i), as Hydra's basic sweeper splits them."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    if not overrides:
+        return [[]]
+    parsed = parse_overrides(overrides)
+    try:
+        (batch,) = BasicSweeper.split_arguments(parsed, None)
+    except Exception as exc:
+        raise ConfigError(f"cannot expand the sweep: {str(exc).splitlines()[0]}") from exc
+    if not batch:
+        raise ConfigError(
+            f"the sweep {' '.join(overrides)} has no jobs (an empty list or range); "
+            "give every swept key at least one value"
+        )
+    return batch

@@ -20,7 +20,7 @@ import shlex
 import sys
 
 from nodecli.atomic import atomic_write_text
-from nodecli.config.launch import hydra_arg_parser, run_hydra
+from nodecli.config.launch import hydra_arg_parser, register_plugin, run_hydra
 from nodecli.config.overrides import quote_override_value, shell_override
 from nodecli.errors import EXIT_FAILED, EXIT_OK, ConfigError, PluginError
 from nodecli.record.layout import RUN_FILE, folder_entries
@@ -119,12 +119,10 @@ def register_sweeper(completed: set[int]) -> None:
     finds `hydra_plugins` modules in site-packages but not in an editable install, so
     register it the way Hydra documents (Plugins.register), here where every job has been
     validated (the one thing the sweeper relies on)."""
-    from hydra.core.plugins import Plugins
-
     from hydra_plugins.nodecli_sweeper import ValidatedSweeper
 
     ValidatedSweeper.completed = frozenset(completed)
-    Plugins.instance().register(ValidatedSweeper)
+    register_plugin(ValidatedSweeper)
 
 
 def sweep_command(args: list[str]) -> int:

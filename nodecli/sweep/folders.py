@@ -6,7 +6,6 @@ folder again for the summary and for `sweep.resume`.
 
 from __future__ import annotations
 
-import copy
 import re
 from pathlib import Path
 
@@ -79,38 +78,14 @@ def resolve_job_dirs(hydra_overrides: list[str], jobs: list[list[str]]) -> list[
     completed' on the first one's record), that leave the sweep folder, take the name of
     the sweep's own files, or differ between two resolutions (a random or per-launcher
     value: a resume would look elsewhere and train completed jobs again)."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    from nodecli.config.compose import composing
+    from nodecli.config.compose import resolve_sweep_subdirs
 
     if not custom_folders(hydra_overrides):
         return []
     folders: list[str] = []
-    with composing() as compose:
-        for num, job in enumerate(jobs):
-            composed = compose(overrides=[*hydra_overrides, *job], return_hydra_config=True)
-            names = []
-            for job_id in (f"{num}", f"nodecli_{num}"):  # the basic / joblib launchers'
-                cfg = copy.deepcopy(composed)  # set_config makes its argument read-only
-                with open_dict(cfg):
-                    cfg.hydra.job.num = num
-                    cfg.hydra.job.id = job_id
-                HydraConfig.instance().set_config(cfg)
-                names.append(_subdir(cfg, num))
-            folders.append(_checked(names, num, folders))
+    for num, names in enumerate(resolve_sweep_subdirs(hydra_overrides, jobs)):
+        folders.append(_checked(names, num, folders))
     return folders
-
-
-def _subdir(cfg: object, num: int) -> str:
-    try:
-        return str(cfg.hydra.sweep.subdir)  # type: ignore[attr-defined]
-    except Exception as exc:  # an interpolation that cannot resolve
-        first = str(exc).strip().splitlines()[0]
-        raise ConfigError(
-            f"hydra.sweep.subdir cannot be resolved for job {num} ({first}); use keys of the "
-            "config, ${hydra.job.num} or ${hydra.job.override_dirname}"
-        ) from None
 
 
 def _checked(names: list[str], num: int, earlier: list[str]) -> str:

@@ -19,6 +19,7 @@ from typing import TextIO
 
 from omegaconf import DictConfig, OmegaConf
 
+from nodecli.config.launch import current_job
 from nodecli.config.overrides import shell_override
 from nodecli.config.schema import Config, validate
 from nodecli.config.tree import register_resolvers
@@ -117,11 +118,9 @@ def sweep_task(cfg: DictConfig) -> int | float | None:
     trial's objective read back from its record (None, a failed trial, if it did not
     complete). It never raises (one job must not stop others) except to stop the whole
     sweep on Ctrl-C / SIGTERM."""
-    from hydra.core.hydra_config import HydraConfig
-
-    hydra_cfg = HydraConfig.get()
-    job_dir = Path(hydra_cfg.runtime.output_dir)
-    plan = read_sweep_file(Path(hydra_cfg.sweep.dir))
+    job = current_job(sweep=True)
+    job_dir = job.output_dir
+    plan = read_sweep_file(job.sweep_dir)
     objective = plan.get("objective")
     # Quiet unless sweep.verbose=true: a job's epoch lines and table (14 lines for the
     # reference) made a 10-job sweep print 272 lines; errors still go to stderr.
@@ -130,7 +129,7 @@ def sweep_task(cfg: DictConfig) -> int | float | None:
         code = run_job(
             cfg,
             job_dir,
-            hydra_cfg.job.num,
+            job.num,
             plan.get("n_jobs", "?"),
             isinstance(objective, str),
             quiet,
@@ -152,14 +151,12 @@ def run_job(
     A TRIAL of an Optuna search is not continued by `sweep.resume` (which refuses
     searches), so its stop advises no command. QUIET, when given, takes the training's
     own standard output (epoch lines, table); the job's [sweep] lines stay."""
-    from hydra.core.hydra_config import HydraConfig
-
     # Imported here: the training stack is only needed in the process that trains.
     from nodecli.train.loop import run_experiment
 
-    hydra_cfg = HydraConfig.get()
-    overrides = list(hydra_cfg.overrides.task)
-    sweep_dir = Path(hydra_cfg.sweep.dir)
+    job = current_job(sweep=True)
+    overrides = job.overrides
+    sweep_dir = job.sweep_dir
     label = f"job {num} (of {total})"
     what = " ".join(overrides) or "(defaults)"
     try:

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from nodecli.config.compose import compose_config, resolve_hydra_dir
 from nodecli.config.environment import check_environment, require_package
 from nodecli.config.messages import missing_plugin
-from nodecli.config.overrides import parse_overrides, shell_override
+from nodecli.config.overrides import expand_jobs, parse_overrides, shell_override
 from nodecli.config.schema import Config, config_from_tree
 from nodecli.errors import ConfigError
 from nodecli.record.layout import MULTIRUN_FILE, RUN_FILE, SWEEP_FILE, folder_entries
@@ -69,25 +69,6 @@ class SweepPlan:
     @property
     def job_overrides(self) -> list[str]:
         return [o for job in self.jobs for o in job]
-
-
-def expand_jobs(overrides: list[str]) -> list[list[str]]:
-    """Every job of a sweep, in Hydra's order (job i is hydra.job.num == i)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-
-    if not overrides:
-        return [[]]
-    parsed = parse_overrides(overrides)
-    try:
-        (batch,) = BasicSweeper.split_arguments(parsed, None)
-    except Exception as exc:
-        raise ConfigError(f"cannot expand the sweep: {str(exc).splitlines()[0]}") from exc
-    if not batch:
-        raise ConfigError(
-            f"the sweep {' '.join(overrides)} has no jobs (an empty list or range); "
-            "give every swept key at least one value"
-        )
-    return batch
 
 
 def new_sweep_dir() -> Path:

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from nodecli.config.compose import compose_config, resolve_hydra_dir
 from nodecli.config.environment import check_environment
-from nodecli.config.launch import hydra_arg_parser, run_hydra
+from nodecli.config.launch import current_job, hydra_arg_parser, run_hydra
 from nodecli.config.overrides import override_value, quote_override_value
 from nodecli.config.schema import Config, validate
 from nodecli.errors import EXIT_OK, EXIT_USAGE, ConfigError, UsageError, os_error_line
@@ -34,20 +34,16 @@ _exit_codes: list[int] = []
 def train_task(cfg: DictConfig) -> int:
     """What Hydra runs for the job: train into its output directory. Nothing may escape
     as an exception (Hydra would print a traceback): refusals become exit code 2."""
-    from hydra.core.hydra_config import HydraConfig
-
     # Imported here: the training stack (torch, the model) is only needed once a run
     # really starts, not for --help or a refused command line.
     from nodecli.train.loop import run_experiment
 
-    hydra_cfg = HydraConfig.get()
+    job = current_job()
     try:
         config = OmegaConf.to_object(cfg)
         assert isinstance(config, Config)
         validate(config)  # again: ${oc.env:…} resolves only now, in the job's environment
-        code = run_experiment(
-            config, Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task)
-        )
+        code = run_experiment(config, job.output_dir, job.overrides)
     except (ConfigError, ClaimLost) as exc:  # the folder is (now) another process's
         print(f"nodecli: error: {exc}", flush=True, file=sys.stderr)
         code = EXIT_USAGE
