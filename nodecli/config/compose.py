@@ -13,6 +13,7 @@ import copy
 import difflib
 import functools
 from collections.abc import Callable, Iterator
+from dataclasses import fields
 from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
@@ -115,18 +116,18 @@ def checked_config(
 
 class JobComposer:
     """compose_config for the many jobs of a sweep, at a fraction of the cost: jobs that
-    differ only in values of the schema's own keys (seed=0,1,2 model.hidden=64,256) share
+    differ only in values of the config's keys (seed=0,1,2 model.hidden=64,256) share
     one Hydra composition of the rest of their overrides (the group choices: the defaults
     tree, the YAML, the merges), and each job's values are set on a copy of it by Hydra's
     own override code, as Hydra sets them after composing. A job with any other override
-    (+key, ~key, a dict, a sweep, a key of no schema field) is composed on its own, and so
+    (+key, ~key, group=dict, a sweep, a key outside the config) is composed on its own, and so
     is a job whose shortcut raises anything: every Config and every error is the one
     compose_config returns or raises for the job's overrides."""
 
     def __init__(self) -> None:
         self._shared: dict[tuple[str, ...], DictConfig | None] = {}
         self._groups = {p.name for p in conf_dir().iterdir() if p.is_dir()}
-        self._values = {key for key in all_keys() if key not in self._groups}
+        self._sections = {f.name for f in fields(Config)}  # model.field._target_ too
 
     def __call__(self, overrides: list[str]) -> Config:
         try:
@@ -144,12 +145,16 @@ class JobComposer:
         values: list[Override] = []
         for text, override in zip(overrides, parsed, strict=True):
             plain = override.type == OverrideType.CHANGE and override.package is None
-            if plain and not override.is_sweep_override() and override.key_or_group in self._values:
+            key = override.key_or_group
+            if (
+                plain
+                and not override.is_sweep_override()
+                and key not in self._groups
+                and key.split(".")[0] in self._sections
+            ):
                 values.append(override)
             elif override.is_hydra_override() or (
-                plain
-                and override.key_or_group in self._groups
-                and isinstance(override.value(), str | list)
+                plain and key in self._groups and isinstance(override.value(), str | list)
             ):
                 # Hydra's settings (its own node, dropped from the job's config) and group
                 # choices (the defaults tree): nothing they set is a value's key, so
