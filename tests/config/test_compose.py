@@ -42,12 +42,12 @@ def test_run_and_sweep_folders_resolve_as_hydra_resolves_them() -> None:
     [
         # one shared composition per group choice; conv refuses 48 channels
         ["model=mlp,conv", "model.hidden=8,48", "hydra.job.name=x"],
-        # a key below a group's dict, and a value that cannot be set
-        ["model=custom", "model.field._target_=a.F", "model.latent=6,x"],
+        # a key below a group's dict, a value that cannot be set, an option the group lacks
+        ["model=custom,nope", "model.field._target_=a.F", "model.latent=6,x"],
         # Hydra sets ++seed after seed: the order matters, so each job is composed alone
         ["seed=1,2", "++seed=3"],
-        # an interpolation of another value; a key the config lacks
-        ["model.t1=${seed}", "seed=2", "train.epoch=1"],
+        # an interpolation of another value, and of a key the config lacks
+        ["model.t1=${seed},${nope}", "seed=2"],
     ],
 )
 def test_a_sweeps_jobs_compose_to_the_configs_and_errors_of_each_job_alone(
