@@ -11,7 +11,7 @@ import torch
 from conftest import TINY
 from omegaconf import OmegaConf
 
-from nodecli.config.compose import compose_config
+from nodecli.config.compose import JobComposer
 from nodecli.experiment.model import build_model
 from nodecli.record.checkpoint import save_training_state
 from nodecli.record.ownership import CLAIM_FILE, release_folder
@@ -19,6 +19,9 @@ from nodecli.record.run import RunRecord
 from nodecli.train.loop import make_optimizer, solve_spec
 
 DEAD_PID = 2**22 + 12345  # above Linux's largest pid: never a live process
+# compose_config's Configs and errors, one Hydra composition per choice of groups: the
+# records' configs (and the tests' resume configs) share it.
+compose = JobComposer()
 
 
 def now() -> str:
@@ -28,7 +31,7 @@ def now() -> str:
 def write_record(run_dir: Path, epochs: int, overrides: list[str] | None = None) -> None:
     """A real record as `nodecli train` leaves it: EPOCHS finished and checkpointed."""
     overrides = overrides if overrides is not None else [*TINY[1:], f"train.epochs={epochs}"]
-    config = compose_config(overrides)
+    config = compose(overrides)
     (run_dir / ".hydra").mkdir(parents=True)
     (run_dir / ".hydra" / "overrides.yaml").write_text(OmegaConf.to_yaml(overrides))
     (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(config))
@@ -81,7 +84,7 @@ def damage_pickled_code(run_dir: Path) -> None:
 
 def damage_other_model(run_dir: Path) -> None:
     """A nodecli checkpoint, but of another model shape (model.hidden=7)."""
-    model = build_model("module", solve_spec(compose_config(["model.hidden=7"])), 20, 7, 1.0)
+    model = build_model("module", solve_spec(compose(["model.hidden=7"])), 20, 7, 1.0)
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     state["model"] = model.state_dict()
     torch.save(state, run_dir / "checkpoint.pt")

@@ -17,7 +17,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from nodecli.config.compose import compose_config, resolve_hydra_dir
+from nodecli.config.compose import JobComposer, resolve_hydra_dir
 from nodecli.config.environment import check_environment, require_package
 from nodecli.config.messages import missing_plugin
 from nodecli.config.overrides import expand_jobs, parse_overrides, shell_override
@@ -383,9 +383,10 @@ def validate_jobs(plan: SweepPlan) -> list[Config]:
     check_plugin_libraries(plan.hydra_overrides)
     configs = []
     jobs = plan.search.probes if plan.search else plan.jobs
+    compose_job = JobComposer()  # compose_config per job, sharing their group choices
     for job in jobs:
         try:
-            configs.append(compose_config([*plan.hydra_overrides, *job]))
+            configs.append(compose_job([*plan.hydra_overrides, *job]))
         except ConfigError as exc:
             plugin = missing_plugin(str(exc), HPO_EXTRA)
             if plugin:

@@ -3,6 +3,7 @@ user's field by `_target_`), through every gradient method, layer style and back
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from conftest import TINY
 
-from nodecli.config.compose import compose_config
+from nodecli.config.compose import JobComposer, compose_config
 from nodecli.config.environment import check_environment
 from nodecli.config.schema import SENSEALGS
 from nodecli.errors import ConfigError
@@ -21,6 +22,9 @@ from nodecli.train.loop import model_for, run_experiment
 
 FIELDS = Path(__file__).resolve().parents[1] / "fields"
 CONV = ["model=conv", "model.hidden=8"]  # 8 channels: the same network, small enough for tests
+# compose_config's Configs and errors, one Hydra composition per choice of groups: the
+# tests below compose a model to train or to check, not to test the composing.
+compose = JobComposer()
 
 
 def custom(name: str = "TimeMLP", *extra: str) -> list[str]:
@@ -35,7 +39,7 @@ def user_fields_importable(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def train(tmp_path: Path, overrides: list[str]) -> tuple[list[dict], dict]:
     """Run the experiment in process (checks first, as `nodecli train` does)."""
-    config = compose_config([*TINY, "data.n=96", "train.batch_size=48", *overrides])
+    config = compose([*TINY, "data.n=20", "train.batch_size=18", *overrides])  # one batch
     check_environment(config)
     run_dir = tmp_path / "run"
     assert run_experiment(config, run_dir, overrides) == 0
@@ -96,7 +100,7 @@ def test_a_bad_custom_field_is_refused_in_one_line_before_the_run(
     overrides: list[str], message: str
 ) -> None:
     with pytest.raises(ConfigError) as info:
-        check_environment(compose_config(overrides))
+        check_environment(compose(overrides))
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
@@ -146,22 +150,31 @@ def test_a_parameter_free_field_trains_its_encoder_and_head(tmp_path: Path, sens
 
 def gradients(overrides: list[str], x: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
     torch.manual_seed(0)
-    model = model_for(compose_config(overrides)).double()
+    model = model_for(compose(overrides)).double()
     F.cross_entropy(model(x), labels).backward()
     return [p.grad if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
+
+
+TIGHT = ["solver.rtol=1e-9", "solver.atol=1e-9", "model.latent=6"]
+X = torch.rand(5, 784, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+
+
+@functools.cache
+def direct_gradients(field: str) -> list[torch.Tensor]:
+    """FIELD's gradients on X by backpropagation through the solver, computed once."""
+    return gradients([*custom(field), *TIGHT], X, torch.arange(5))
 
 
 @pytest.mark.parametrize("sensealg", SENSEALGS)
 @pytest.mark.parametrize("field", ["TimeMLP", "FrozenMLP"])
 def test_every_sensealg_gives_a_user_fields_gradient(field: str, sensealg: str) -> None:
     """Against direct (backprop through the solver), in float64 at tight tolerances."""
-    x, labels = torch.rand(5, 784, dtype=torch.float64), torch.arange(5)
-    tight = ["solver.rtol=1e-9", "solver.atol=1e-9", "model.latent=6"]
-    reference = gradients([*custom(field), *tight], x, labels)
+    reference = direct_gradients(field)
+    tight = TIGHT
     tolerances = [f"sensealg.{k}=1e-9" for k in ("adjoint_rtol", "adjoint_atol")]
     if sensealg in ("adjoint", "interpolating", "gauss"):
         tight = [*tight, *tolerances]
-    got = gradients([*custom(field), *tight, f"sensealg={sensealg}"], x, labels)
+    got = gradients([*custom(field), *tight, f"sensealg={sensealg}"], X, torch.arange(5))
     for a, b in zip(got, reference, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
 
@@ -173,7 +186,7 @@ def test_functional_style_computes_what_module_style_computes(model: str) -> Non
     values = []
     for style in ("module", "functional"):
         torch.manual_seed(0)
-        net = model_for(compose_config([*overrides, f"layer_style={style}"]))
+        net = model_for(compose([*overrides, f"layer_style={style}"]))
         loss = F.cross_entropy(net(x), labels)
         loss.backward()
         values.append((loss.detach(), [p.grad for p in net.parameters()], net.ode.nfe))
@@ -191,7 +204,7 @@ def test_peer_backends_solve_any_field(model: str, backend: str) -> None:
     losses = []
     for chosen in ("nodecli", backend):
         torch.manual_seed(0)
-        net = model_for(compose_config([*overrides, f"backend={chosen}"]))
+        net = model_for(compose([*overrides, f"backend={chosen}"]))
         loss = F.cross_entropy(net(x), labels)
         loss.backward()
         assert all(p.grad is not None for p in net.parameters())
@@ -203,7 +216,7 @@ def test_peer_backends_solve_any_field(model: str, backend: str) -> None:
 def test_memory_probe_measures_a_conv_step_and_leaves_training_untouched() -> None:
     from nodecli.experiment.data import load_dataset
 
-    config = compose_config([*CONV, "data.n=40"])
+    config = compose([*CONV, "data.n=40"])
     data = load_dataset(config.dataset.name, 40, 0.9, 0, None)
     model = model_for(config)
     before = model.ode.nfe
@@ -219,7 +232,7 @@ def test_compiled_style_compiles_a_user_fields_step() -> None:
     results = []
     for style in ("module", "compiled"):
         torch.manual_seed(0)
-        net = model_for(compose_config([*custom(), f"layer_style={style}"]))
+        net = model_for(compose([*custom(), f"layer_style={style}"]))
         assert (net.ode.warm_up(4) > 0) == (style == "compiled")
         F.cross_entropy(net(x), labels).backward()
         results.append(([p.grad for p in net.parameters()], net.ode.nfe))

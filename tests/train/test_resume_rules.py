@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY, run_main
-from fake_records import DAMAGE, DEAD_PID, now, snapshot, write_record
+from fake_records import DAMAGE, DEAD_PID, compose, now, snapshot, write_record
 
-from nodecli.config.compose import compose_config
 from nodecli.errors import ConfigError
 from nodecli.record.ownership import claim_folder, release_folder
 from nodecli.record.read import run_state
@@ -93,7 +92,7 @@ def test_resume_of_a_damaged_record_is_refused_and_changes_nothing(
 ) -> None:
     run_dir = tmp_path / "run"
     write_record(run_dir, 2)
-    config = compose_config([*TINY[1:], "train.epochs=3", f"resume={run_dir}"])
+    config = compose([*TINY[1:], "train.epochs=3", f"resume={run_dir}"])
     assert validate_record(run_dir, config) == 2  # intact: both epochs are kept
     damage(run_dir)
     before = snapshot(run_dir)
@@ -148,7 +147,7 @@ def test_resume_refuses_another_runs_checkpoint_of_the_same_shapes(tmp_path: Pat
     run_dir, other = tmp_path / "run", tmp_path / "other"
     write_record(run_dir, 2)
     write_record(other, 2, [*TINY[1:], "train.epochs=2", "seed=5"])  # same shapes
-    config = compose_config([*TINY[1:], "train.epochs=3", f"resume={run_dir}"])
+    config = compose([*TINY[1:], "train.epochs=3", f"resume={run_dir}"])
     (run_dir / "checkpoint.pt").write_bytes((other / "checkpoint.pt").read_bytes())
     before = snapshot(run_dir)
     with pytest.raises(ConfigError, match="checkpoint.pt belongs to another run"):
@@ -171,14 +170,14 @@ def test_a_kill_between_metrics_and_checkpoint_is_resumable(tmp_path: Path) -> N
     record.info["pid"] = DEAD_PID  # then SIGKILL, before checkpoint.pt was saved
     record.append_epoch({"epoch": 2, "train_time_s": 0.1, "train_acc": 1.0, "test_acc": 1.0})
     release_folder(run_dir)
-    config = compose_config([*TINY[1:], "train.epochs=3", f"resume={run_dir}"])
+    config = compose([*TINY[1:], "train.epochs=3", f"resume={run_dir}"])
     assert validate_record(run_dir, config) == 1
 
 
 def test_a_finished_run_resumes_only_to_train_further(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     write_record(run_dir, 2)
-    done = compose_config([*TINY[1:], "train.epochs=2", f"resume={run_dir}"])
+    done = compose([*TINY[1:], "train.epochs=2", f"resume={run_dir}"])
     with pytest.raises(ConfigError) as err:
         check_resumable(run_dir, done, str(run_dir))
     assert str(err.value) == (
@@ -190,7 +189,7 @@ def test_a_finished_run_resumes_only_to_train_further(tmp_path: Path) -> None:
     (run_dir / "run.json").write_text(json.dumps({**info, "status": "running", "pid": DEAD_PID}))
     assert check_resumable(run_dir, done, str(run_dir)) == 2
     # Fewer epochs than finished: refused whatever the status (it would "complete" at 2).
-    fewer = compose_config([*TINY[1:], "train.epochs=1", f"resume={run_dir}"])
+    fewer = compose([*TINY[1:], "train.epochs=1", f"resume={run_dir}"])
     with pytest.raises(ConfigError, match=r"has 2 finished epoch\(s\); train.epochs=1 is not"):
         check_resumable(run_dir, fewer, str(run_dir))
 
@@ -268,14 +267,12 @@ def test_resume_says_why_the_model_cannot_be_rebuilt(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     write_record(run_dir, 1)
     before = snapshot(run_dir)
-    gone = compose_config(
-        [*TINY[1:], "train.epochs=2", "model=custom", "model.field._target_=gone_pkg.F"]
-    )
+    gone = compose([*TINY[1:], "train.epochs=2", "model=custom", "model.field._target_=gone_pkg.F"])
     with pytest.raises(ConfigError) as err:
         validate_record(run_dir, gone)
     assert str(err.value).startswith(f"resume={run_dir}: model.field._target_=gone_pkg.F does")
     assert "does not fit" not in str(err.value)
-    wider = compose_config([*TINY[1:], "train.epochs=2", "model.hidden=11"])
+    wider = compose([*TINY[1:], "train.epochs=2", "model.hidden=11"])
     with pytest.raises(ConfigError, match=r"does not fit this run's model \(.*size mismatch"):
         validate_record(run_dir, wider)
     assert snapshot(run_dir) == before
