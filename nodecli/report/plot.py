@@ -145,12 +145,15 @@ def _accuracy_panel(
 
 
 def _fit_texts(fig: Figure, ax: Axes, texts: list[Any]) -> None:
-    """Widen AX's x range until every value label TEXTS drew lies inside the axes."""
+    """Widen AX's x range until every value label TEXTS drew lies inside the axes.
+
+    Each pass lays the figure out without rasterising it (`draw_without_rendering`: the
+    same constrained layout and text extents as a full draw, a fraction of its cost)."""
     if not texts:
         return
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     for _ in range(4):
-        fig.canvas.draw()
-        renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+        fig.draw_without_rendering()
         box = ax.get_window_extent(renderer)
         over = max(t.get_window_extent(renderer).x1 for t in texts) - box.x1
         if over <= 0:
