@@ -220,12 +220,12 @@ def test_missing_path_and_empty_folder_exit_2(tmp_path: Path, capsys) -> None:
     assert code == 2 and len(err.strip().splitlines()) == 1 and "no run records" in err
 
 
-def test_default_path_is_outputs(cli, tmp_path: Path) -> None:
-    result = cli("report")
+def test_default_path_is_outputs(cli_here, tmp_path: Path) -> None:
+    result = cli_here("report")
     assert result.returncode == 2
     assert result.stderr.strip() == "nodecli: error: outputs: no such file or directory"
     three_by_two(tmp_path / "outputs" / "runs")
-    result = cli("report", "--format", "markdown")
+    result = cli_here("report", "--format", "markdown")
     assert result.returncode == 0, result.stderr
     assert sum(f"| {s} | 2 |" in result.stdout for s in ("direct", "adjoint", "gauss")) == 3
 
