@@ -220,12 +220,12 @@ def test_missing_path_and_empty_folder_exit_2(tmp_path: Path, capsys) -> None:
     assert code == 2 and len(err.strip().splitlines()) == 1 and "no run records" in err
 
 
-def test_default_path_is_outputs(cli, tmp_path: Path) -> None:
-    result = cli("report")
+def test_default_path_is_outputs(cli_here, tmp_path: Path) -> None:
+    result = cli_here("report")
     assert result.returncode == 2
     assert result.stderr.strip() == "nodecli: error: outputs: no such file or directory"
     three_by_two(tmp_path / "outputs" / "runs")
-    result = cli("report", "--format", "markdown")
+    result = cli_here("report", "--format", "markdown")
     assert result.returncode == 0, result.stderr
     assert sum(f"| {s} | 2 |" in result.stdout for s in ("direct", "adjoint", "gauss")) == 3
 
@@ -339,27 +339,27 @@ def test_labels_are_never_read_as_rich_markup(tmp_path: Path, capsys) -> None:
     assert code == 0 and "[/weird]" in out, err
 
 
-@pytest.mark.parametrize(
-    ("column", "value", "message"),
-    [
-        ("train_time_s", "inf", "train_time_s=inf on line 3 is out of range"),
-        ("train_time_s", "-1", "train_time_s=-1.0 on line 3 is out of range"),
-        ("test_acc", "1e308", "test_acc=1e+308 on line 3 is out of range"),
-        ("test_acc", "-inf", "test_acc=-inf on line 3 is out of range"),
-    ],
-)
-def test_values_no_run_writes_make_the_record_damaged(
-    tmp_path: Path, capsys, column: str, value: str, message: str
-) -> None:
-    """inf crashed --plot (set_xlim), -1 gave a speed-up of -66×, 1e308 crashed arange."""
+def test_values_no_run_writes_make_the_record_damaged(tmp_path: Path, capsys) -> None:
+    """inf crashed --plot (set_xlim), -1 gave a speed-up of -66×, 1e308 crashed arange.
+    One run damaged each way: each is skipped with its own message, the others plotted."""
     three_by_two(tmp_path)
-    path = tmp_path / "direct-0" / "metrics.csv"
-    frame = pd.read_csv(path)
-    frame[column] = frame[column].astype(object)
-    frame.loc[1, column] = value
-    frame.to_csv(path, index=False)
+    damage = {
+        "direct-0": ("train_time_s", "inf", "train_time_s=inf on line 3 is out of range"),
+        "adjoint-0": ("train_time_s", "-1", "train_time_s=-1.0 on line 3 is out of range"),
+        "gauss-0": ("test_acc", "1e308", "test_acc=1e+308 on line 3 is out of range"),
+        "direct-1": ("test_acc", "-inf", "test_acc=-inf on line 3 is out of range"),
+    }
+    for run, (column, value, _) in damage.items():
+        path = tmp_path / run / "metrics.csv"
+        frame = pd.read_csv(path)
+        frame[column] = frame[column].astype(object)
+        frame.loc[1, column] = value
+        frame.to_csv(path, index=False)
     code, _, err = report(capsys, str(tmp_path), "--plot", str(tmp_path / "f.png"))
-    assert code == 0 and message in err and "skipping" in err, err
+    assert code == 0 and (tmp_path / "f.png").stat().st_size > 0, err
+    for run, (_, _, message) in damage.items():
+        line = next(line for line in err.splitlines() if f"{run}/metrics.csv" in line)
+        assert "skipping" in line and message in line, err
     assert "Traceback" not in err and "RuntimeWarning" not in err
 
 
@@ -478,3 +478,30 @@ def test_the_figure_uses_the_tables_memory_unit(tmp_path: Path) -> None:
         assert any(ax.get_ylabel() == "held memory (MiB)" for ax in fig.axes)
     finally:
         plt.close(fig)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "lr: 1e-3\nday: 2001-12-14\nflags: [yes, off, ~, 0x1F, 1_000, .inf]\nm: {a: '1'}\n",
+        "1: an int key\n",  # not plain data: read by OmegaConf itself
+        "a: 1\na: 2\n",  # a duplicated key is damage
+        "a: [unclosed\n",
+    ],
+)
+def test_a_config_reads_as_omegaconf_reads_it(tmp_path: Path, text: str) -> None:
+    """The report parses config.yaml with libyaml, OmegaConf.load's rules and messages."""
+    from omegaconf import OmegaConf
+
+    from nodecli.record.read import read_config_tree
+
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text(text)
+    try:
+        expected = OmegaConf.to_container(OmegaConf.load(tmp_path / ".hydra" / "config.yaml"))
+    except Exception as exc:  # noqa: BLE001 - whatever OmegaConf raises, said in one line
+        with pytest.raises(ValueError) as error:
+            read_config_tree(tmp_path)
+        assert str(error.value) == f"invalid YAML ({str(exc).splitlines()[0]})"
+    else:
+        assert read_config_tree(tmp_path) == expected
