@@ -143,9 +143,8 @@ def test_hydra_help_lists_groups_and_options(cli) -> None:
     assert "tsit5" in result.stdout and "adjoint" in result.stdout
 
 
-@pytest.mark.slow
-def test_cfg_job_prints_composed_config(cli, tmp_path) -> None:
-    result = cli("train", "--cfg", "job", "sensealg=adjoint", "solver=dopri5")
+def test_cfg_job_prints_composed_config(cli_here, tmp_path) -> None:
+    result = cli_here("train", "--cfg", "job", "sensealg=adjoint", "solver=dopri5")
     assert result.returncode == 0, result.stderr
     assert "name: adjoint" in result.stdout and "method: dopri5" in result.stdout
     assert not (tmp_path / "outputs").exists()
