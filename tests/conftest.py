@@ -85,6 +85,30 @@ def cli_here(tmp_path: Path, monkeypatch, capsys):
     return call
 
 
+def run_here(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`run_cli`'s in-process twin for module-scoped fixtures (no tmp_path, monkeypatch or
+    capsys there): `nodecli ARGS` run in this process inside CWD, on the CPU, COLUMNS=200.
+    Its folder claims are released after, as its process would have ended."""
+    import contextlib
+    import io
+
+    from nodecli import cli as command
+    from nodecli.record.ownership import CLAIM_FILE, release_folder
+
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(cwd)
+        patch.setenv("COLUMNS", "200")
+        patch.setattr("nodecli.experiment.device.available_devices", lambda: ["cpu"])
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            with pytest.raises(SystemExit) as exit_info:
+                command.main(list(args))
+    for folder in [p.parent for p in cwd.rglob(CLAIM_FILE)]:
+        release_folder(folder)
+    code = int(exit_info.value.code)
+    return subprocess.CompletedProcess(["nodecli", *args], code, out.getvalue(), err.getvalue())
+
+
 @pytest.fixture(autouse=True)
 def cpu_unless_cuda_test(request, monkeypatch) -> None:
     """In process, device=auto sees only the CPU, except in tests marked `cuda`; those

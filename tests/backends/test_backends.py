@@ -220,9 +220,8 @@ def test_train_unsupported_combination_exits_2(cli) -> None:
     assert "torchode supports: sensealg=direct, adjoint" in done.stderr
 
 
-@pytest.mark.slow
-def test_train_with_a_peer_records_backend_and_version(cli, tmp_path) -> None:
-    done = cli("train", "backend=torchdyn", "sensealg=adjoint", "train.epochs=1", "data.n=200")
+def test_train_with_a_peer_records_backend_and_version(cli_here, tmp_path) -> None:
+    done = cli_here("train", "backend=torchdyn", "sensealg=adjoint", "train.epochs=1", "data.n=200")
     assert done.returncode == 0, done.stderr
     (run_json,) = tmp_path.glob("outputs/runs/*/*/run.json")
     info = json.loads(run_json.read_text())

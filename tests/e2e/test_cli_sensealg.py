@@ -1,4 +1,5 @@
-"""Every sensealg end to end through the CLI; `nodecli gradcheck`; memory columns."""
+"""Every sensealg end to end through the CLI; `nodecli gradcheck`; memory columns. In
+process: the installed command's start-up and exit codes are test_bad_input_before_torch's."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from nodecli.record.layout import METRIC_COLUMNS
 
 
 @pytest.mark.parametrize("sensealg", ["adjoint", "checkpoint", "interpolating", "gauss"])
-def test_tiny_training_run_per_method(cli, tmp_path: Path, sensealg: str) -> None:
-    result = cli("train", *TINY, f"sensealg={sensealg}")
+def test_tiny_training_run_per_method(cli_here, tmp_path: Path, sensealg: str) -> None:
+    result = cli_here("train", *TINY, f"sensealg={sensealg}")
     assert result.returncode == 0, result.stderr
     (run_dir,) = run_dirs(tmp_path)
     assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
@@ -25,9 +26,9 @@ def test_tiny_training_run_per_method(cli, tmp_path: Path, sensealg: str) -> Non
     assert row["hold_memory_bytes"] > 0 and row["peak_memory_bytes"] > 0
 
 
-def test_gradcheck_prints_table_and_writes_json(cli, tmp_path: Path) -> None:
+def test_gradcheck_prints_table_and_writes_json(cli_here, tmp_path: Path) -> None:
     out = tmp_path / "gc"
-    result = cli(
+    result = cli_here(
         "gradcheck",
         "data.n=200",
         "train.batch_size=16",
@@ -47,8 +48,8 @@ def test_gradcheck_prints_table_and_writes_json(cli, tmp_path: Path) -> None:
     assert report["reference"]["dtype"] == "float64"
 
 
-def test_gradcheck_float64_default_record_dir(cli, tmp_path: Path) -> None:
-    result = cli(
+def test_gradcheck_float64_default_record_dir(cli_here, tmp_path: Path) -> None:
+    result = cli_here(
         "gradcheck",
         "--dtype=float64",
         "--methods=checkpoint,gauss",
@@ -72,8 +73,10 @@ def test_gradcheck_float64_default_record_dir(cli, tmp_path: Path) -> None:
         (["train.epoch=3"], "did you mean 'train.epochs'"),
     ],
 )
-def test_gradcheck_bad_input_exits_2(cli, tmp_path: Path, args: list[str], expected: str) -> None:
-    result = cli("gradcheck", *args)
+def test_gradcheck_bad_input_exits_2(
+    cli_here, tmp_path: Path, args: list[str], expected: str
+) -> None:
+    result = cli_here("gradcheck", *args)
     assert result.returncode == 2
     assert expected in result.stderr and result.stderr.startswith("nodecli: error:")
     assert not (tmp_path / "outputs").exists()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
+from subprocess import PIPE
 
 import pandas as pd
 import pytest
-from conftest import TINY, run_dirs
+from conftest import TINY, cpu_env, nodecli_command, run_dirs
 
 LINE = re.compile(
     r"^\[(\d+)/(\d+)\]\tTime \d+\.\d{4}s\t"
@@ -20,34 +22,64 @@ def epoch_lines(stdout: str) -> list[str]:
     return [line for line in stdout.splitlines() if LINE.match(line)]
 
 
-@pytest.mark.slow
-def test_train_prints_reference_lines_and_writes_record(cli, tmp_path: Path) -> None:
-    result = cli("train", "train.epochs=2", "data.n=300", "train.batch_size=64")
-    assert result.returncode == 0, result.stderr
-    lines = epoch_lines(result.stdout)
-    assert [LINE.match(line).groups() for line in lines] == [("1", "2"), ("2", "2")]
-    (run_dir,) = run_dirs(tmp_path)
-    info = json.loads((run_dir / "run.json").read_text())
-    assert info["status"] == "completed"
-    assert info["epochs_completed"] == 2
-    assert {"python", "torch", "torchdiffeq", "nodecli"} <= set(info["versions"])
-    assert info["threads"] == 1 and info["device"] == "cpu"
-    metrics = pd.read_csv(run_dir / "metrics.csv")
-    assert list(metrics["epoch"]) == [1, 2]
-    assert (metrics["nfe_forward"] > 0).all() and (metrics["nfe_backward"] > 0).all()
-    assert (run_dir / ".hydra" / "config.yaml").is_file()
-    assert (run_dir / ".hydra" / "overrides.yaml").is_file()
-    assert not (tmp_path / "train.log").exists()
+@pytest.fixture(scope="module")
+def two_at_once(tmp_path_factory) -> tuple[Path, list[subprocess.CompletedProcess]]:
+    """The same 2-epoch command started twice at once in one folder (so in the same
+    second), shared by the tests that only read those runs: (folder, both results)."""
+    root = tmp_path_factory.mktemp("two")
+    args = [*nodecli_command(), "train", *TINY[1:], "train.epochs=2"]
+    env = cpu_env(PYTHONUNBUFFERED="1", COLUMNS="200")
+    procs = [
+        subprocess.Popen(args, cwd=root, env=env, stdout=PIPE, stderr=PIPE, text=True)
+        for _ in range(2)
+    ]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        results.append(subprocess.CompletedProcess(args, proc.returncode, out, err))
+    return root, results
 
 
 @pytest.mark.slow
-def test_same_command_twice_gives_identical_metrics(cli, tmp_path: Path) -> None:
-    for _ in range(2):
-        assert cli("train", *TINY, "train.epochs=2").returncode == 0
-    first, second = (pd.read_csv(d / "metrics.csv") for d in run_dirs(tmp_path))
-    assert len(run_dirs(tmp_path)) == 2
+def test_train_prints_reference_lines_and_writes_record(two_at_once) -> None:
+    root, results = two_at_once
+    for result in results:
+        assert result.returncode == 0, result.stderr
+        lines = epoch_lines(result.stdout)
+        assert [LINE.match(line).groups() for line in lines] == [("1", "2"), ("2", "2")]
+    for run_dir in run_dirs(root):
+        info = json.loads((run_dir / "run.json").read_text())
+        assert info["status"] == "completed"
+        assert info["epochs_completed"] == 2
+        assert {"python", "torch", "torchdiffeq", "nodecli"} <= set(info["versions"])
+        assert info["threads"] == 1 and info["device"] == "cpu"
+        metrics = pd.read_csv(run_dir / "metrics.csv")
+        assert list(metrics["epoch"]) == [1, 2]
+        assert (metrics["nfe_forward"] > 0).all() and (metrics["nfe_backward"] > 0).all()
+        assert (run_dir / ".hydra" / "config.yaml").is_file()
+        assert (run_dir / ".hydra" / "overrides.yaml").is_file()
+    assert not (root / "train.log").exists()
+
+
+@pytest.mark.slow
+def test_same_command_twice_gives_identical_metrics(two_at_once) -> None:
+    root, results = two_at_once
+    assert [result.returncode for result in results] == [0, 0], results
+    assert len(run_dirs(root)) == 2
+    first, second = (pd.read_csv(d / "metrics.csv") for d in run_dirs(root))
     columns = ["train_loss", "train_acc", "test_acc", "nfe_forward", "nfe_backward"]
     pd.testing.assert_frame_equal(first[columns], second[columns])
+
+
+@pytest.mark.slow
+def test_runs_started_in_the_same_second_get_their_own_folders(two_at_once) -> None:
+    root, results = two_at_once
+    for result in results:
+        assert result.returncode == 0, result.stderr
+    dirs = run_dirs(root)
+    assert len(dirs) == 2
+    for run_dir in dirs:
+        assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
 
 
 @pytest.mark.parametrize(
@@ -111,9 +143,8 @@ def test_hydra_help_lists_groups_and_options(cli) -> None:
     assert "tsit5" in result.stdout and "adjoint" in result.stdout
 
 
-@pytest.mark.slow
-def test_cfg_job_prints_composed_config(cli, tmp_path) -> None:
-    result = cli("train", "--cfg", "job", "sensealg=adjoint", "solver=dopri5")
+def test_cfg_job_prints_composed_config(cli_here, tmp_path) -> None:
+    result = cli_here("train", "--cfg", "job", "sensealg=adjoint", "solver=dopri5")
     assert result.returncode == 0, result.stderr
     assert "name: adjoint" in result.stdout and "method: dopri5" in result.stdout
     assert not (tmp_path / "outputs").exists()
@@ -135,28 +166,3 @@ def test_train_on_cuda(cli, tmp_path) -> None:
     (run_dir,) = run_dirs(tmp_path)
     assert json.loads((run_dir / "run.json").read_text())["device"].startswith("cuda")
     assert pd.read_csv(run_dir / "metrics.csv")["peak_memory_bytes"].iloc[0] > 0
-
-
-@pytest.mark.slow
-def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path: Path) -> None:
-    import subprocess
-
-    from conftest import cpu_env, nodecli_command
-
-    procs = [
-        subprocess.Popen(
-            [*nodecli_command(), "train", *TINY],
-            cwd=tmp_path,
-            env=cpu_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    for proc in procs:
-        assert proc.wait(timeout=300) == 0, proc.stderr.read()
-    dirs = run_dirs(tmp_path)
-    assert len(dirs) == 2
-    for run_dir in dirs:
-        assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"

@@ -5,8 +5,9 @@ Every case must end with exit 0, 1 (record `failed`) or 2 (one line, record unto
 never a traceback, and every record must stay consistent. The counts (runs attempted,
 faults injected, records lost or inconsistent) are written to $NODECLI_FAULT_REPORT when
 it is set (run this file without -n then: each pytest-xdist worker counts its own).
-Races and kills run `nodecli` in subprocesses (slow); damaged records and full or
-read-only file systems need no process of their own and run `nodecli` in this one.
+Races and kills run `nodecli` in subprocesses (slow); what needs no process of its own
+(the runs a race or kill starts from, the resumes after a kill, damaged records, full or
+read-only file systems) runs `nodecli` in this one.
 NODECLI_FAULT_SCALE=N repeats each race and kill N times as often (a soak).
 """
 
@@ -21,9 +22,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, cpu_env, nodecli_command, run_cli, run_main
+from conftest import TINY, cpu_env, nodecli_command, run_main
 from fake_records import DAMAGE, DEAD_PID, snapshot, write_record
 
+from nodecli.record.ownership import release_folder
 from nodecli.record.read import read_metrics, read_run_json
 
 # NODECLI_FAULT_SCALE=3 runs three times the rounds (a longer soak than the suite's).
@@ -51,11 +53,6 @@ def start(args: list[str], cwd: Path) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    COUNTS["runs_attempted"] += 1
-    return run_cli(args, cwd)
 
 
 def consistent(run_dir: Path, epochs: int | None = None) -> bool:
@@ -101,7 +98,7 @@ def one_line(stderr: str) -> bool:
 
 @pytest.mark.slow
 def test_two_trains_into_one_folder_exactly_one_runs(tmp_path: Path) -> None:
-    for round_ in range(2 * SCALE):
+    for round_ in range(SCALE):
         target = tmp_path / f"run{round_}"
         procs = [start(["train", *TINY, f"hydra.run.dir={target}"], tmp_path) for _ in range(2)]
         COUNTS["faults_injected"] += 1
@@ -115,11 +112,12 @@ def test_two_trains_into_one_folder_exactly_one_runs(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_two_resumes_of_one_run_exactly_one_trains(tmp_path: Path) -> None:
+def test_two_resumes_of_one_run_exactly_one_trains(tmp_path: Path, nodecli_here) -> None:
     for round_ in range(SCALE):
         target = tmp_path / f"run{round_}"
-        first = cli(["train", *TINY, f"hydra.run.dir={target}"], tmp_path)
-        assert first.returncode == 0, first.stderr
+        code, err = nodecli_here(["train", *TINY, f"hydra.run.dir={target}"], tmp_path)
+        assert code == 0, err
+        release_folder(target)  # as if its process had ended: free for the two resumes
         epoch_one = (target / "metrics.csv").read_text().splitlines()[:2]
         args = ["train", f"resume={target}", "train.epochs=3"]
         procs = [start(args, tmp_path) for _ in range(2)]
@@ -151,11 +149,14 @@ def test_two_new_sweeps_into_one_folder_exactly_one_runs(tmp_path: Path) -> None
     assert len(jobs) == 2 and all(consistent(job, epochs=1) for job in jobs)
 
 
-def killed_sweep(tmp_path: Path) -> Path:
-    """A 2-job sweep whose jobs look SIGKILLed: status running, a dead pid."""
+def finished_sweep(tmp_path: Path, nodecli_here) -> Path:
+    """A finished 2-job sweep, run in this process (only the races need processes) and
+    its folders released, as if that process had ended."""
     sweep_dir = tmp_path / "sweep"
-    result = cli(["sweep", "seed=0,1", *TINY, f"hydra.sweep.dir={sweep_dir}"], tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
+    code, err = nodecli_here(["sweep", "seed=0,1", *TINY, f"hydra.sweep.dir={sweep_dir}"], tmp_path)
+    assert code == 0, err
+    for folder in [sweep_dir, *sweep_dir.iterdir()]:
+        release_folder(folder)
     return sweep_dir
 
 
@@ -166,8 +167,8 @@ def mark_killed(job_dir: Path) -> None:
 
 
 @pytest.mark.slow
-def test_concurrent_sweep_resumes_train_every_job_once(tmp_path: Path) -> None:
-    sweep_dir = killed_sweep(tmp_path)
+def test_concurrent_sweep_resumes_train_every_job_once(tmp_path: Path, nodecli_here) -> None:
+    sweep_dir = finished_sweep(tmp_path, nodecli_here)
     jobs = sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir())
     for round_ in range(2 * SCALE):  # the second round finds the first one's attempts/1
         for job in jobs:
@@ -210,16 +211,17 @@ def kill_train_at_random(
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_points_then_resume(tmp_path: Path) -> None:
+def test_sigkill_at_random_points_then_resume(tmp_path: Path, nodecli_here) -> None:
     rng = random.Random(11)
     for round_ in range(3 * SCALE):  # one kill in every 3 may land in the start-up
         target = tmp_path / f"run{round_}"
         if not kill_train_at_random(tmp_path, target, rng, in_training=round_ % 3 != 0):
             assert consistent(target, epochs=4)
             continue
+        # The resumes need no process of their own: they run in this one.
         if not (target / "run.json").exists():  # killed before the record began
-            result = cli(["train", f"resume={target}"], tmp_path)
-            assert result.returncode == 2 and one_line(result.stderr), result.stderr
+            code, err = nodecli_here(["train", f"resume={target}"], tmp_path)
+            assert code == 2 and one_line(err), err
             continue
         assert consistent(target)
         if read_run_json(target)["status"] == "completed":  # the kill came after the end
@@ -229,15 +231,15 @@ def test_sigkill_at_random_points_then_resume(tmp_path: Path) -> None:
         if (target / "checkpoint.pt").exists():
             kept = torch.load(target / "checkpoint.pt", weights_only=True)["epoch"]
         finished_rows = (target / "metrics.csv").read_text().splitlines()[: kept + 1]
-        result = cli(["train", f"resume={target}"], tmp_path)
-        assert result.returncode == 0, result.stderr
+        code, err = nodecli_here(["train", f"resume={target}"], tmp_path)
+        assert code == 0, err
         assert consistent(target, epochs=4)
         # Finished (checkpointed) epochs are kept as they were, never retrained.
         assert (target / "metrics.csv").read_text().splitlines()[: kept + 1] == finished_rows
 
 
 @pytest.mark.slow
-def test_sigkill_during_a_sweep_then_resume(tmp_path: Path) -> None:
+def test_sigkill_during_a_sweep_then_resume(tmp_path: Path, nodecli_here) -> None:
     rng = random.Random(5)
     for round_ in range(SCALE):
         sweep_dir = tmp_path / f"sweep{round_}"
@@ -251,8 +253,8 @@ def test_sigkill_during_a_sweep_then_resume(tmp_path: Path) -> None:
         proc.kill()
         proc.communicate()
         COUNTS["faults_injected"] += 1
-        result = cli(["sweep", f"sweep.resume={sweep_dir}"], tmp_path)
-        assert result.returncode == 0, result.stdout + result.stderr
+        code, err = nodecli_here(["sweep", f"sweep.resume={sweep_dir}"], tmp_path)
+        assert code == 0, err
         for job in sorted(p for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()):
             assert consistent(job, epochs=3)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import importlib.util
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -32,15 +31,15 @@ def test_the_device_check_scripts_parse(script: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_the_check_refuses_an_unknown_phase_in_one_line() -> None:
-    result = subprocess.run(
-        [sys.executable, str(SCRIPTS / "gpu_check.py"), "--out", "o", "--work", "w"]
-        + ["--phases", "matrix,nope"],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 2
-    assert "unknown phase(s) nope; valid: tests, matrix, syncs, scale" in result.stderr
+def test_the_check_refuses_an_unknown_phase_in_one_line(tmp_path: Path, capsys) -> None:
+    """In process: the script's exit code is main's SystemExit (sys.exit(main()))."""
+    with pytest.raises(SystemExit) as exit_info:
+        load_check().main(
+            ["--out", str(tmp_path / "o"), "--work", str(tmp_path / "w"), "--phases", "matrix,nope"]
+        )
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown phase(s) nope; valid: tests, matrix, syncs, scale" in err
 
 
 def test_host_reads_are_counted_per_batch_without_cuda(tmp_path: Path) -> None:

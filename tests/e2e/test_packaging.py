@@ -46,9 +46,10 @@ def test_wheel_ships_conf_and_runs_from_elsewhere(tmp_path: Path) -> None:
     assert "hydra_plugins/nodecli_sweeper/__init__.py" in names  # hydra/sweeper=nodecli
 
     # A fresh venv that borrows the heavy dependencies (torch, hydra …) from this one
-    # through a .pth file, so the test needs no network and installs in seconds.
+    # through a .pth file, so the test needs no network and installs in seconds. This
+    # venv's pip installs into it (pip --python): ensurepip would take seconds more.
     env_dir = tmp_path / "venv"
-    venv.create(env_dir, with_pip=True)
+    venv.create(env_dir, with_pip=False)
     py = env_dir / "bin" / "python"
     site = subprocess.run(
         [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
@@ -58,7 +59,8 @@ def test_wheel_ships_conf_and_runs_from_elsewhere(tmp_path: Path) -> None:
     ).stdout.strip()
     Path(site, "borrowed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
-        [str(py), "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)],
+        [sys.executable, "-m", "pip", "--python", str(py), "install", "--quiet", "--no-deps"]
+        + [str(wheel)],
         check=True,
         capture_output=True,
     )

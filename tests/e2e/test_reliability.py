@@ -109,7 +109,7 @@ def test_ctrl_c_stops_cleanly_with_exit_130(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sigterm_then_resume_matches_straight_run(cli, tmp_path: Path) -> None:
+def test_sigterm_then_resume_matches_straight_run(cli_here, tmp_path: Path) -> None:
     run_dir, proc, stderr = interrupt(tmp_path, signal.SIGTERM)
     assert proc.returncode == 143, stderr
     info = status(run_dir)
@@ -117,10 +117,11 @@ def test_sigterm_then_resume_matches_straight_run(cli, tmp_path: Path) -> None:
     kept = pd.read_csv(run_dir / "metrics.csv")
     assert 1 <= len(kept) < 5 and info["epochs_completed"] == len(kept)
 
-    resumed = cli("train", f"resume={run_dir}")
+    # Only the signal needs a process: the resume and the straight run use this one.
+    resumed = cli_here("train", f"resume={run_dir}")
     assert resumed.returncode == 0, resumed.stderr
     assert status(run_dir)["status"] == "completed"
-    straight = cli("train", *SLOW)
+    straight = cli_here("train", *SLOW)
     assert straight.returncode == 0
     (other,) = [d for d in run_dirs(tmp_path) if d != run_dir]
     pd.testing.assert_frame_equal(

@@ -52,7 +52,7 @@ def record(job_dir: Path) -> dict:
     return json.loads((job_dir / "run.json").read_text())
 
 
-def test_submitit_slurm_sweep_completes_and_reports(cluster, tmp_path: Path) -> None:
+def test_submitit_slurm_sweep_completes_and_reports(cluster, tmp_path: Path, cli_here) -> None:
     result = run_cli(["sweep", "sensealg=direct,adjoint", *TINY, *SLURM], tmp_path, env=cluster.env)
     assert result.returncode == 0, result.stdout + result.stderr
     sweep_dir = sweep_dir_of(tmp_path)
@@ -60,7 +60,7 @@ def test_submitit_slurm_sweep_completes_and_reports(cluster, tmp_path: Path) -> 
     assert [record(j)["status"] for j in jobs] == ["completed", "completed"]
     # The jobs really ran under SLURM: submitit keeps one folder per SLURM job id.
     assert len(list((sweep_dir / ".submitit").glob("*/*_result.pkl"))) >= 2
-    report = run_cli(["report", str(sweep_dir), "--format", "csv"], tmp_path)
+    report = cli_here("report", str(sweep_dir), "--format", "csv")  # needs no process
     assert report.returncode == 0, report.stderr
     assert "direct" in report.stdout and "adjoint" in report.stdout
 
@@ -88,7 +88,7 @@ def test_cancelled_job_is_not_completed_and_resume_reruns_it(cluster, tmp_path: 
     assert len((job_dir / "metrics.csv").read_text().splitlines()) == 1 + 4
 
 
-def test_requeued_job_resumes_and_trains_no_epoch_twice(cluster, tmp_path: Path) -> None:
+def test_requeued_job_resumes_and_trains_no_epoch_twice(cluster, tmp_path: Path, cli_here) -> None:
     sweep = start_long_sweep(cluster, tmp_path)
     try:
         job_dir, job_id = running_job(cluster, tmp_path)
@@ -102,10 +102,10 @@ def test_requeued_job_resumes_and_trains_no_epoch_twice(cluster, tmp_path: Path)
     assert done["status"] == "completed" and done["epochs_completed"] == 4, done
     logs = "".join(p.read_text() for p in job_dir.parent.glob(".submitit/*/*_log.out"))
     assert "restarted by the scheduler: continuing after epoch" in logs, logs
-    # The same experiment without interruption: every number but the times is equal.
+    # The same experiment without interruption (in this process: it needs none of its
+    # own): every number but the times is equal.
     plain = tmp_path / "plain"
-    plain.mkdir()
-    result = run_cli(["train", "seed=0", *LONG_JOB, f"hydra.run.dir={plain / 'run'}"], plain)
+    result = cli_here("train", "seed=0", *LONG_JOB, f"hydra.run.dir={plain / 'run'}")
     assert result.returncode == 0, result.stderr
     requeued = pd.read_csv(job_dir / "metrics.csv")
     straight = pd.read_csv(plain / "run" / "metrics.csv")

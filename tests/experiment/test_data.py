@@ -119,10 +119,9 @@ def test_mnist_truncated_idx_is_reported(tmp_path: Path) -> None:
         load_dataset("mnist", None, 0.9, seed=0, root=str(tmp_path))
 
 
-@pytest.mark.slow
-def test_cli_trains_on_idx_mnist(cli, tmp_path: Path) -> None:
+def test_cli_trains_on_idx_mnist(cli_here, tmp_path: Path) -> None:
     make_mnist(tmp_path / "mnistroot", n_train=40, n_test=12)
-    result = cli(
+    result = cli_here(
         "train",
         "dataset=mnist",
         f"dataset.root={tmp_path / 'mnistroot'}",
@@ -134,9 +133,8 @@ def test_cli_trains_on_idx_mnist(cli, tmp_path: Path) -> None:
     assert "[1/1]" in result.stdout
 
 
-@pytest.mark.slow
-def test_cli_mnist_without_files_exits_2_nothing_written(cli, tmp_path: Path) -> None:
-    result = cli(
+def test_cli_mnist_without_files_exits_2_nothing_written(cli_here, tmp_path: Path) -> None:
+    result = cli_here(
         "train", "dataset=mnist", f"dataset.root={tmp_path / 'nowhere'}", "dataset.download=false"
     )
     assert result.returncode == 2

@@ -237,13 +237,13 @@ def test_parallel_jobs_creating_one_sqlite_store_each_get_their_run(tmp_path: Pa
             stderr=subprocess.PIPE,
             text=True,
         )
-        for i in range(4)
+        for i in range(2)  # two racing processes show it; each more costs an MLflow import
     ]
     errors = [job.communicate(timeout=120)[1] for job in jobs]
     assert not [e for e in errors if "logger=mlflow failed" in e], errors
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["nodecli"])
-    assert sorted(runs["tags.mlflow.runName"]) == [f"job{i}" for i in range(4)]
+    assert sorted(runs["tags.mlflow.runName"]) == [f"job{i}" for i in range(2)]
 
 
 def test_runs_sharing_a_tensorboard_log_dir_stay_apart(tmp_path: Path, monkeypatch) -> None:

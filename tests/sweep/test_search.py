@@ -148,9 +148,8 @@ def test_objectives_are_read_back_from_the_record(tmp_path: Path) -> None:
     assert best_trial({0: run, 1: failed}, search) == (0, run, 70.0)
 
 
-@pytest.mark.slow
-def test_optuna_search_of_four_trials_reports_its_best(cli, tmp_path: Path) -> None:
-    result = cli(
+def test_optuna_search_of_four_trials_reports_its_best(cli_here, tmp_path: Path) -> None:
+    result = cli_here(
         "sweep",
         "hydra/sweeper=optuna",
         "hydra.sweeper.n_trials=4",
@@ -173,7 +172,7 @@ def test_optuna_search_of_four_trials_reports_its_best(cli, tmp_path: Path) -> N
     plan = json.loads((sweep_dir / "sweep.json").read_text())
     assert plan["objective"] == "test_acc" and len(plan["jobs"]) == 4
     assert all(any(o.startswith("train.lr=") for o in job) for job in plan["jobs"])
-    report = cli("report", str(sweep_dir), "--format", "csv")
+    report = cli_here("report", str(sweep_dir), "--format", "csv")
     assert report.returncode == 0, report.stderr
     assert len(report.stdout.strip().splitlines()) == 1 + 4  # one group per trial
 

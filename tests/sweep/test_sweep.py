@@ -1,6 +1,7 @@
 """`nodecli sweep` end to end: multirun, summary, failures, resume, launchers; then
-`nodecli report` on the records it wrote. A subprocess only for the shared sweeps, the
-launchers (their own processes) and a signal; the rest runs `nodecli` in this process."""
+`nodecli report` on the records it wrote. A subprocess only for the launchers (their own
+processes) and a signal; the rest, the shared sweeps included, runs `nodecli` in this
+process."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import run_cli
+from conftest import run_here
 
 TINY1 = ["train.epochs=1", "data.n=200", "train.batch_size=64"]
 TINY2 = ["train.epochs=2", "data.n=200", "train.batch_size=64"]
@@ -40,7 +41,7 @@ def status(job_dir: Path) -> str:
 def swept(tmp_path_factory) -> tuple[Path, object]:
     """One 2 sensealgs × 2 seeds sweep, shared by the tests that only read it."""
     root = tmp_path_factory.mktemp("sweep")
-    result = run_cli(["sweep", "-m", "sensealg=direct,adjoint", "seed=0,1", *TINY2], root)
+    result = run_here(["sweep", "-m", "sensealg=direct,adjoint", "seed=0,1", *TINY2], root)
     return root, result
 
 
@@ -289,7 +290,7 @@ def test_failed_job_does_not_stop_others_and_resume_reruns_only_it(
 def basic_tiny(tmp_path_factory) -> Path:
     """A 2-job sweep (seed=0,1, one epoch) with the basic launcher, to compare with."""
     root = tmp_path_factory.mktemp("basic")
-    result = run_cli(["sweep", "seed=0,1", *TINY1, f"hydra.sweep.dir={root / 'sweep'}"], root)
+    result = run_here(["sweep", "seed=0,1", *TINY1, f"hydra.sweep.dir={root / 'sweep'}"], root)
     assert result.returncode == 0, result.stdout + result.stderr
     return root / "sweep"
 
