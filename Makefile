@@ -28,14 +28,15 @@ demo: install
 
 # Every test, the slow subprocess ones included (what CI runs), one pytest-xdist worker
 # per core, with nodecli's line coverage at the end. --dist loadfile keeps each test file
-# on one worker, so a module fixture (a shared sweep, the SLURM cluster) is built once.
+# on one worker, so a module fixture (a shared sweep, the SLURM cluster) is built once;
+# --no-loadscope-reorder keeps tests/conftest.py's order: the longest files first.
 # (loadgroup's xdist_group marks have no effect with pytest 9.2 and pytest-xdist 3.8.)
 test: install
-	$(PY) -m pytest -n auto --dist loadfile --cov=nodecli --cov-report=term
+	$(PY) -m pytest -n auto --dist loadfile --no-loadscope-reorder --cov=nodecli --cov-report=term
 
 # The in-process tests only (about a minute): for the edit-test loop.
 test-fast: install
-	$(PY) -m pytest -n auto --dist loadfile -m "not slow"
+	$(PY) -m pytest -n auto --dist loadfile --no-loadscope-reorder -m "not slow"
 
 # ruff, then the import contracts in pyproject.toml (import-linter).
 lint: install

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,36 @@ import pytest
 # test_odeint.py). Set before any test imports torch; nodecli's own default is
 # device.threads=1 too, so no test depends on the machine's core count.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+# The files that take longest (wall seconds under `make test`, from `pytest --durations=0`:
+# the SLURM cluster's waits, the sweeps, the races and kills, every docs example, the report
+# figures, the signal tests). `make test` hands whole files to its two xdist workers in
+# collection order (--dist loadfile --no-loadscope-reorder), so these go first and the two
+# workers finish together; the rest follow, the files with most tests first. Started
+# last, test_slurm.py kept one worker busy 38 s after the other had finished.
+LONGEST_FILES = (
+    "tests/e2e/test_slurm.py",
+    "tests/sweep/test_sweep.py",
+    "tests/docs/test_docs.py",
+    "tests/e2e/test_faults.py",
+    "tests/report/test_report_layout.py",
+    "tests/e2e/test_reliability.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest files first (see LONGEST_FILES); a file's own tests keep their order."""
+    files = [item.nodeid.split("::")[0] for item in items]
+    counts = Counter(files)
+
+    def rank(index: int) -> tuple[int, int, str]:
+        name = files[index]
+        first = LONGEST_FILES.index(name) if name in LONGEST_FILES else len(LONGEST_FILES)
+        return first, -counts[name], name
+
+    order = sorted(range(len(items)), key=rank)  # stable: same-file tests stay in order
+    items[:] = [items[i] for i in order]
+
 
 TINY = ["train.epochs=1", "data.n=200", "train.batch_size=64"]
 
