@@ -28,6 +28,8 @@ from nodecli.train.resume import (
 )
 
 DEFAULT_RUNS_ROOT = Path("outputs") / "runs"
+# The codes train_task returned during the current train_command (Hydra's main returns
+# none); emptied at each command, so a process that runs several keeps each one's own.
 _exit_codes: list[int] = []
 
 
@@ -93,6 +95,7 @@ def _train_command(args: list[str]) -> int:
             check_writable(DEFAULT_RUNS_ROOT)
         else:
             claim_run_dir(run_dir)
+    _exit_codes.clear()
     run_hydra(train_task, args, run_dir)
     return _exit_codes[-1] if _exit_codes else EXIT_OK
 

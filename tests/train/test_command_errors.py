@@ -99,3 +99,13 @@ def test_gradcheck_refuses_values_that_cannot_work(
     code, err = run_main(["gradcheck", *args], capsys)
     assert code == 2 and expected in err, err
     assert len(err.strip().splitlines()) == 1 and list(tmp_path.iterdir()) == []
+
+
+def test_each_train_command_exits_with_its_own_code(cli_here) -> None:
+    """`--cfg job` runs no training: in a process whose earlier `nodecli train` failed
+    (exit 1), it must still exit 0, not with the earlier run's code."""
+    failed = cli_here("train", "train.lr=1e36", "data.n=300", "train.epochs=1")
+    assert failed.returncode == 1, failed.stderr
+    shown = cli_here("train", "--cfg", "job", "seed=3")
+    assert shown.returncode == 0, shown.stderr
+    assert "seed: 3" in shown.stdout
