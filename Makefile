@@ -41,7 +41,7 @@ test: install
 coverage: install
 	$(PY) -m pytest $(XDIST) --cov=nodecli --cov-report=term
 
-# The in-process tests only (about a minute): for the edit-test loop.
+# The in-process tests only (1 min 22 s on 2 cores): for the edit-test loop.
 test-fast: install
 	$(PY) -m pytest $(XDIST) -m "not slow"
 
