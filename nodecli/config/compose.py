@@ -201,8 +201,6 @@ def resolve_sweep_subdirs(hydra_overrides: list[str], jobs: list[list[str]]) -> 
     under each job id a launcher may give (the basic launcher's `N`, joblib's
     `nodecli_N`): two different names mean a folder a resume could not find again.
     ConfigError (one line) when the subdir cannot be resolved for a job."""
-    import copy
-
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 

@@ -19,7 +19,7 @@ from typing import TextIO
 
 from omegaconf import DictConfig, OmegaConf
 
-from nodecli.config.launch import current_job
+from nodecli.config.launch import HydraJob, current_job
 from nodecli.config.overrides import shell_override
 from nodecli.config.schema import Config, validate
 from nodecli.config.tree import register_resolvers
@@ -126,14 +126,7 @@ def sweep_task(cfg: DictConfig) -> int | float | None:
     # reference) made a 10-job sweep print 272 lines; errors still go to stderr.
     quiet = open(os.devnull, "w") if plan.get("verbose") is not True else None  # noqa: SIM115
     with output_never_stops_work():  # also in a launcher's worker process
-        code = run_job(
-            cfg,
-            job_dir,
-            job.num,
-            plan.get("n_jobs", "?"),
-            isinstance(objective, str),
-            quiet,
-        )
+        code = run_job(cfg, job, plan.get("n_jobs", "?"), isinstance(objective, str), quiet)
     if quiet is not None:
         quiet.close()
     return trial_result(job_dir, objective) if isinstance(objective, str) else code
@@ -141,22 +134,19 @@ def sweep_task(cfg: DictConfig) -> int | float | None:
 
 def run_job(
     cfg: DictConfig,
-    job_dir: Path,
-    num: int,
+    job: HydraJob,
     total: object,
     trial: bool = False,
     quiet: TextIO | None = None,
 ) -> int:
-    """Claim JOB_DIR, then skip, continue or (re)train the job; return its exit code.
+    """Claim JOB's folder, then skip, continue or (re)train the job; return its exit code.
     A TRIAL of an Optuna search is not continued by `sweep.resume` (which refuses
     searches), so its stop advises no command. QUIET, when given, takes the training's
     own standard output (epoch lines, table); the job's [sweep] lines stay."""
     # Imported here: the training stack is only needed in the process that trains.
     from nodecli.train.loop import run_experiment
 
-    job = current_job(sweep=True)
-    overrides = job.overrides
-    sweep_dir = job.sweep_dir
+    job_dir, num, overrides, sweep_dir = job.output_dir, job.num, job.overrides, job.sweep_dir
     label = f"job {num} (of {total})"
     what = " ".join(overrides) or "(defaults)"
     try:
